@@ -1,0 +1,251 @@
+//! Shared state, the operations handlers call, and the router with its layers.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use url::Url;
+
+use crate::cache::{LinkCache, Target};
+use crate::clicks::ClickCounter;
+use crate::config::ServeArgs;
+use crate::error::AppError;
+use crate::link::{Link, ShortCode, TargetUrl, UrlPolicy};
+use crate::routes;
+use crate::store::{AnyStore, Store, StoreError};
+
+/// Generated codes are retried this many times on a unique-key conflict. With the default
+/// length a single conflict is already a one-in-billions event.
+const CREATE_ATTEMPTS: usize = 5;
+
+/// Run-time settings of the HTTP service, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base of short links, always ending in `/`.
+    pub public_url: Url,
+    /// Longest accepted target URL.
+    pub max_url_length: usize,
+    /// Status of redirects (301, 302, 307 or 308).
+    pub redirect_status: StatusCode,
+    /// Length of generated codes.
+    pub code_length: usize,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Longest time a request may take.
+    pub request_timeout: Duration,
+    /// Links kept in the in-process cache (0: no cache).
+    pub cache_size: u64,
+    /// How long a cached link is trusted.
+    pub cache_ttl: Duration,
+    /// How often click counts are written.
+    pub click_flush_interval: Duration,
+    /// After SIGTERM: how long readiness reports 503 before the listener closes.
+    pub drain_delay: Duration,
+    /// After the drain: how long in-flight requests get.
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    /// Defaults for a service whose short links start with `public_url`.
+    pub fn new(public_url: Url) -> Self {
+        Self {
+            public_url: with_trailing_slash(public_url),
+            max_url_length: 2048,
+            redirect_status: StatusCode::FOUND,
+            code_length: 7,
+            body_limit: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            cache_size: 100_000,
+            cache_ttl: Duration::from_secs(30),
+            click_flush_interval: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Settings from the command line; `bound` is the address actually listened on, from which
+    /// the public URL is derived when none is given.
+    pub fn from_args(args: &ServeArgs, bound: SocketAddr) -> Self {
+        let public_url = args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| derive_public_url(bound));
+        Self {
+            max_url_length: args.max_url_length as usize,
+            redirect_status: args.redirect_status,
+            code_length: usize::from(args.code_length),
+            body_limit: args.body_limit,
+            request_timeout: args.request_timeout,
+            cache_size: args.cache_size,
+            cache_ttl: args.cache_ttl,
+            click_flush_interval: args.click_flush_interval,
+            drain_delay: args.drain_delay,
+            shutdown_timeout: args.shutdown_timeout,
+            ..Self::new(public_url)
+        }
+    }
+
+    /// The absolute short URL of `code`.
+    pub fn short_url(&self, code: &str) -> String {
+        format!("{}{code}", self.public_url)
+    }
+
+    fn url_policy(&self) -> UrlPolicy {
+        UrlPolicy {
+            max_len: self.max_url_length,
+            own_url: self.public_url.clone(),
+        }
+    }
+}
+
+fn with_trailing_slash(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+/// `http://HOST:PORT/` for the listen address; an unspecified address (0.0.0.0, ::) becomes
+/// `localhost`, which is only right on this machine: set `--public-url` in production.
+fn derive_public_url(bound: SocketAddr) -> Url {
+    let host = match bound.ip() {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    Url::parse(&format!("http://{host}:{}/", bound.port())).expect("a valid URL")
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The contents of [`AppState`].
+pub struct Shared {
+    /// Durable storage.
+    pub store: AnyStore,
+    /// Run-time settings.
+    pub settings: Settings,
+    /// Hot links.
+    pub cache: LinkCache,
+    /// Clicks not yet written.
+    pub clicks: ClickCounter,
+    policy: UrlPolicy,
+    shutting_down: AtomicBool,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// State over a connected (and migrated) store.
+    pub fn new(store: AnyStore, settings: Settings) -> Self {
+        Self(Arc::new(Shared {
+            cache: LinkCache::new(settings.cache_size, settings.cache_ttl),
+            clicks: ClickCounter::default(),
+            policy: settings.url_policy(),
+            store,
+            settings,
+            shutting_down: AtomicBool::new(false),
+        }))
+    }
+
+    /// Marks the instance as stopping: readiness answers 503 from now on.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Creates a link to `url`, under `slug` when given, else under a fresh random code.
+    pub async fn create_link(&self, url: &str, slug: Option<&str>) -> Result<Link, AppError> {
+        let target = TargetUrl::parse(url, &self.policy)?;
+        let slug = slug.map(str::trim).filter(|s| !s.is_empty());
+        let link = match slug {
+            Some(slug) => {
+                let code = ShortCode::parse_alias(slug)?;
+                let link = Link::new(&code, &target);
+                match self.store.insert(&link).await {
+                    Err(StoreError::Conflict) => {
+                        return Err(AppError::AliasTaken(code.to_string()));
+                    }
+                    other => other?,
+                }
+                link
+            }
+            None => self.insert_with_fresh_code(&target).await?,
+        };
+        // A code may have been looked up (and found missing) before it existed.
+        self.cache.invalidate(&link.code);
+        metrics::counter!("shortener_links_created_total").increment(1);
+        Ok(link)
+    }
+
+    async fn insert_with_fresh_code(&self, target: &TargetUrl) -> Result<Link, AppError> {
+        for _ in 0..CREATE_ATTEMPTS {
+            let code = ShortCode::generate_unreserved(self.settings.code_length);
+            let link = Link::new(&code, target);
+            match self.store.insert(&link).await {
+                Ok(()) => return Ok(link),
+                Err(StoreError::Conflict) => {
+                    tracing::info!("generated code already taken, retrying with a new one");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Internal(StoreError::Conflict))
+    }
+
+    /// Where `code` leads, from the cache or the store. `None` when no link has this code.
+    pub async fn resolve(&self, code: &str) -> Result<Option<Target>, AppError> {
+        if let Some(hit) = self.cache.get(code) {
+            return Ok(Some(hit));
+        }
+        let Some(link) = self.store.get(code).await? else {
+            return Ok(None);
+        };
+        let target = Target::from_link(&link);
+        self.cache.insert(code, target.clone());
+        Ok(Some(target))
+    }
+}
+
+/// The public router with every layer. Metrics are served elsewhere ([`crate::metrics`]).
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.settings.request_timeout;
+    let body_limit = state.settings.body_limit;
+    routes::routes()
+        .with_state(state)
+        // `Router::layer` wraps each route, so the route template is known to these layers.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

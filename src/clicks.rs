@@ -1,0 +1,114 @@
+//! Click counting off the redirect path: counted in memory, written in batches.
+//!
+//! A redirect only bumps a counter in a map. A background task swaps the map out about once a
+//! second and writes it in one transaction; if the write fails the counts are put back and
+//! retried, and a last flush runs at shutdown, so a graceful stop loses nothing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{AnyStore, Store, StoreError};
+
+/// Clicks counted since the last flush, by code.
+#[derive(Debug, Default)]
+pub struct ClickCounter {
+    pending: Mutex<HashMap<String, u64>>,
+}
+
+impl ClickCounter {
+    /// Counts one click on `code`.
+    pub fn record(&self, code: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.get_mut(code) {
+            Some(n) => *n += 1,
+            None => {
+                pending.insert(code.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Takes every pending count, leaving none.
+    fn take(&self) -> Vec<(String, u64)> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *pending).into_iter().collect()
+    }
+
+    /// Puts counts back after a failed write.
+    fn restore(&self, batch: Vec<(String, u64)>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (code, n) in batch {
+            *pending.entry(code).or_default() += n;
+        }
+    }
+
+    /// Writes every pending count to `store`. On failure nothing is lost: the counts wait
+    /// for the next flush.
+    pub async fn flush(&self, store: &AnyStore) -> Result<usize, StoreError> {
+        let batch = self.take();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match store.add_clicks(&batch).await {
+            Ok(()) => {
+                metrics::counter!("shortener_click_flushes_total").increment(1);
+                metrics::counter!("shortener_clicks_flushed_total")
+                    .increment(batch.iter().map(|(_, n)| n).sum());
+                Ok(batch.len())
+            }
+            Err(e) => {
+                metrics::counter!("shortener_click_flush_failures_total").increment(1);
+                self.restore(batch);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Flushes `counter` every `interval` until `stop` is cancelled, then once more.
+pub async fn run_flusher(
+    counter: &ClickCounter,
+    store: &AnyStore,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        if let Err(e) = counter.flush(store).await {
+            tracing::warn!(error = %e, "could not write click counts; will retry");
+        }
+    }
+    if let Err(e) = counter.flush(store).await {
+        tracing::error!(error = %e, "could not write click counts at shutdown");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up_and_survive_a_restore() {
+        let counter = ClickCounter::default();
+        for _ in 0..3 {
+            counter.record("abc");
+        }
+        counter.record("xyz");
+        let mut batch = counter.take();
+        batch.sort();
+        assert_eq!(batch, vec![("abc".into(), 3), ("xyz".into(), 1)]);
+        assert!(counter.take().is_empty());
+        counter.restore(batch);
+        counter.record("abc");
+        let mut again = counter.take();
+        again.sort();
+        assert_eq!(again, vec![("abc".into(), 4), ("xyz".into(), 1)]);
+    }
+}

@@ -1,0 +1,223 @@
+//! Command line and environment: every flag is also an environment variable (12-factor).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::store::PoolOptions;
+
+/// A URL shortener: one binary, SQLite on one machine, Postgres for a fleet.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shortener",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Log format: human-readable text or one JSON object per line. `RUST_LOG` sets the filter.
+    #[arg(long, env = "SHORTENER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options of `serve`, also accepted without the word `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default).
+    Serve(Box<ServeArgs>),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Probe a running instance's readiness: exit 0 when `/readyz` answers 200, 1 otherwise.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Which database, and how to talk to it.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: `sqlite:PATH` (created if missing) for one instance, or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` for several.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://shortener.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Most database connections per instance.
+    #[arg(long, env = "SHORTENER_DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
+
+    /// How long to wait for a database connection before failing the request (e.g. `3s`).
+    #[arg(long, env = "SHORTENER_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_acquire_timeout: Duration,
+
+    /// Cache prepared statements (Postgres). Set to false behind a transaction-pooling proxy
+    /// such as PgBouncer.
+    #[arg(long, env = "SHORTENER_DB_STATEMENT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub db_statement_cache: bool,
+}
+
+impl DatabaseArgs {
+    /// The pool settings these flags describe.
+    pub fn pool_options(&self) -> PoolOptions {
+        PoolOptions {
+            max_connections: self.db_max_connections,
+            acquire_timeout: self.db_acquire_timeout,
+            statement_cache: self.db_statement_cache,
+        }
+    }
+}
+
+/// Options of the HTTP service.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the public HTTP listener.
+    #[arg(long, env = "SHORTENER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Base of every short link shown (e.g. `https://sho.rt`). Default: derived from `--listen`.
+    #[arg(long, env = "SHORTENER_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+
+    /// Address of the Prometheus metrics listener (`GET /metrics`); keep it private.
+    /// `off` disables it.
+    #[arg(long, env = "SHORTENER_METRICS_LISTEN", default_value = "127.0.0.1:9090", value_parser = parse_optional_addr)]
+    pub metrics_listen: OptionalAddr,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+
+    /// Status code of redirects: 301, 302, 307 or 308. 302 (the default) keeps edits and
+    /// click counts working; 301/308 are cached by browsers.
+    #[arg(long, env = "SHORTENER_REDIRECT_STATUS", default_value = "302", value_parser = parse_redirect_status)]
+    pub redirect_status: StatusCode,
+
+    /// Length of generated codes (56-letter alphabet: 7 characters give 1.7e12 codes).
+    #[arg(long, env = "SHORTENER_CODE_LENGTH", default_value_t = 7, value_parser = clap::value_parser!(u8).range(4..=32))]
+    pub code_length: u8,
+
+    /// Longest target URL accepted, in bytes after normalisation.
+    #[arg(long, env = "SHORTENER_MAX_URL_LENGTH", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..=65536))]
+    pub max_url_length: u32,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "SHORTENER_BODY_LIMIT", default_value_t = 16 * 1024)]
+    pub body_limit: usize,
+
+    /// Links kept in the in-process cache (0 disables it).
+    #[arg(long, env = "SHORTENER_CACHE_SIZE", default_value_t = 100_000)]
+    pub cache_size: u64,
+
+    /// How long a cached link is trusted. With several instances this bounds how long a
+    /// deleted link can still redirect through another instance (Postgres also notifies at once).
+    #[arg(long, env = "SHORTENER_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Duration,
+
+    /// How often click counts are written to the database.
+    #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub click_flush_interval: Duration,
+
+    /// Longest time a request may take before it is answered 503.
+    #[arg(long, env = "SHORTENER_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// After SIGTERM, how long `/readyz` reports 503 while requests are still served, so a load
+    /// balancer stops sending traffic before the listener closes.
+    #[arg(long, env = "SHORTENER_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+
+    /// After the drain delay, how long in-flight requests get to finish.
+    #[arg(long, env = "SHORTENER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Options of `healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// URL to probe. Default: `/readyz` on the loopback address of `SHORTENER_LISTEN`'s port.
+    #[arg(long, env = "SHORTENER_HEALTHCHECK_URL")]
+    pub url: Option<String>,
+
+    /// The service's listen address, used when `--url` is not given.
+    #[arg(long, env = "SHORTENER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Give up after this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+fn parse_redirect_status(s: &str) -> Result<StatusCode, String> {
+    match s {
+        "301" | "302" | "307" | "308" => Ok(StatusCode::from_bytes(s.as_bytes()).expect("valid")),
+        _ => Err("must be 301, 302, 307 or 308".into()),
+    }
+}
+
+/// A listen address that can be turned off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
+    match s {
+        "" | "off" | "none" => Ok(OptionalAddr(None)),
+        _ => s
+            .parse()
+            .map(|a| OptionalAddr(Some(a)))
+            .map_err(|e| format!("{e}: expected HOST:PORT or off")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default_and_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "shortener",
+            "--listen",
+            "0.0.0.0:80",
+            "--redirect-status",
+            "301",
+            "--metrics-listen",
+            "off",
+            "--drain-delay",
+            "5s",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.port(), 80);
+        assert_eq!(cli.serve.redirect_status, StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(cli.serve.metrics_listen, OptionalAddr(None));
+        assert_eq!(cli.serve.drain_delay, Duration::from_secs(5));
+        assert!(Cli::try_parse_from(["shortener", "--redirect-status", "200"]).is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! One error type for every handler, mapped once to a response: JSON for the API
+//! ([`ApiError`]), an HTML page for browsers ([`PageError`]).
+
+use axum::Json;
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::link::{AliasError, UrlError};
+use crate::store::StoreError;
+use crate::views;
+
+/// Everything a request can fail with.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// The target URL was refused.
+    #[error(transparent)]
+    InvalidUrl(#[from] UrlError),
+    /// The custom alias was refused.
+    #[error(transparent)]
+    InvalidAlias(#[from] AliasError),
+    /// The custom alias is in use.
+    #[error("the alias \"{0}\" is already taken; choose another")]
+    AliasTaken(String),
+    /// No link has this code.
+    #[error("there is no link with this code")]
+    NotFound,
+    /// No API endpoint at this path.
+    #[error("there is no API endpoint at this path; see /api/v1/links")]
+    UnknownEndpoint,
+    /// The link was deleted or disabled.
+    #[error("this link has been disabled")]
+    Gone,
+    /// The body could not be read as the expected JSON or form.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body's content type is not the one expected.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body is larger than the configured limit.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// The body parsed but its fields are wrong (e.g. `url` missing).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The database cannot be reached right now.
+    #[error("the service is temporarily unavailable; please try again in a moment")]
+    Unavailable(#[source] StoreError),
+    /// A fault of the service itself.
+    #[error("something went wrong on our side; please try again later")]
+    Internal(#[source] StoreError),
+}
+
+impl AppError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidUrl(_) | Self::InvalidAlias(_) | Self::Unprocessable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::AliasTaken(_) => StatusCode::CONFLICT,
+            Self::NotFound | Self::UnknownEndpoint => StatusCode::NOT_FOUND,
+            Self::Gone => StatusCode::GONE,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable name, the `error.code` of API responses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl(_) => "invalid_url",
+            Self::InvalidAlias(_) => "invalid_alias",
+            Self::AliasTaken(_) => "alias_taken",
+            Self::NotFound => "not_found",
+            Self::UnknownEndpoint => "unknown_endpoint",
+            Self::Gone => "gone",
+            Self::BadRequest(_) => "bad_request",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Unprocessable(_) => "invalid_request",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Logs server-side failures with their cause; client mistakes are not errors of ours.
+    fn log(&self) {
+        match self {
+            Self::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            Self::Internal(cause) => tracing::error!(error = %cause, "internal error"),
+            other => tracing::debug!(error = %other, "request refused"),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable(e),
+            _ => Self::Internal(e),
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType(
+                "send the body as JSON with Content-Type: application/json".into(),
+            ),
+            JsonRejection::JsonDataError(e) => Self::Unprocessable(e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => Self::BadRequest(e.body_text()),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            other => Self::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<FormRejection> for AppError {
+    fn from(rejection: FormRejection) -> Self {
+        match rejection {
+            FormRejection::InvalidFormContentType(_) => Self::UnsupportedMediaType(
+                "the form must be sent as application/x-www-form-urlencoded".into(),
+            ),
+            FormRejection::FailedToDeserializeFormBody(_) => {
+                Self::BadRequest("the form could not be read; please submit it again".into())
+            }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            other => Self::BadRequest(other.body_text()),
+        }
+    }
+}
+
+/// An [`AppError`] answered as JSON: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug)]
+pub struct ApiError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        e.log();
+        let body = json!({ "error": { "code": e.code(), "message": e.to_string() } });
+        (e.status(), Json(body)).into_response()
+    }
+}
+
+/// An [`AppError`] answered as an HTML page.
+#[derive(Debug)]
+pub struct PageError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        e.log();
+        views::error_page(e.status(), &e.to_string()).into_response()
+    }
+}

@@ -1,0 +1,98 @@
+//! The JSON API under `/api/v1`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::error::{ApiError, AppError};
+use crate::link::{Link, ShortCode};
+use crate::store::Store;
+
+/// The API routes, relative to `/api/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/links", post(create))
+        .route("/links/{code}", get(show))
+        .fallback(not_found)
+}
+
+/// Body of `POST /api/v1/links`.
+#[derive(Debug, Deserialize)]
+pub struct CreateLink {
+    /// The target URL.
+    url: String,
+    /// Optional custom alias.
+    #[serde(default)]
+    slug: Option<String>,
+}
+
+/// A link as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct LinkView {
+    code: String,
+    short_url: String,
+    url: String,
+    created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clicks: Option<i64>,
+}
+
+impl LinkView {
+    fn new(state: &AppState, link: Link, with_clicks: bool) -> Self {
+        Self {
+            short_url: state.settings.short_url(&link.code),
+            clicks: with_clicks.then_some(link.clicks),
+            code: link.code,
+            url: link.url,
+            created_at: link.created_at,
+        }
+    }
+}
+
+/// `POST /api/v1/links`: 201 with the new link and its `Location`.
+async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<CreateLink>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let link = state.create_link(&body.url, body.slug.as_deref()).await?;
+    let view = LinkView::new(&state, link, false);
+    let location = format!("/api/v1/links/{}", view.code);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/links/{code}`: the link with its click count (written about once a second).
+async fn show(
+    State(state): State<AppState>,
+    code: Result<Path<String>, PathRejection>,
+) -> Result<Json<LinkView>, ApiError> {
+    let code = code
+        .ok()
+        .and_then(|Path(c)| ShortCode::parse(&c))
+        .ok_or(AppError::NotFound)?;
+    let link = state
+        .store
+        .get(code.as_str())
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if link.is_disabled() {
+        return Err(AppError::Gone.into());
+    }
+    Ok(Json(LinkView::new(&state, link, true)))
+}
+
+/// JSON 404 for any other path under `/api`.
+pub async fn not_found() -> ApiError {
+    ApiError(AppError::UnknownEndpoint)
+}

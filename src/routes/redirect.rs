@@ -1,0 +1,67 @@
+//! `GET /{code}`: the hot path. One cache lookup, a counter bump, a prebuilt header.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::cache::Target;
+use crate::error::{AppError, PageError};
+use crate::link::ShortCode;
+
+/// Redirects to the link's target; 404 page for unknown codes, 410 for disabled links.
+/// Only `GET` counts as a click: `HEAD` comes from link checkers, not people.
+pub async fn follow(
+    State(state): State<AppState>,
+    method: Method,
+    code: Result<Path<String>, PathRejection>,
+) -> Result<Response, PageError> {
+    let Some(code) = code.ok().and_then(|Path(c)| ShortCode::parse(&c)) else {
+        return Err(not_found());
+    };
+    match state.resolve(code.as_str()).await? {
+        Some(Target::Redirect(location)) => {
+            if method == Method::GET {
+                state.clicks.record(code.as_str());
+            }
+            metrics::counter!("shortener_redirects_total", "result" => "found").increment(1);
+            let status = state.settings.redirect_status;
+            Ok((
+                status,
+                [
+                    (header::LOCATION, location),
+                    (header::CACHE_CONTROL, cache_control(status)),
+                    (
+                        header::HeaderName::from_static("x-robots-tag"),
+                        HeaderValue::from_static("noindex"),
+                    ),
+                ],
+            )
+                .into_response())
+        }
+        Some(Target::Gone) => {
+            metrics::counter!("shortener_redirects_total", "result" => "gone").increment(1);
+            Err(PageError(AppError::Gone))
+        }
+        None => Err(not_found()),
+    }
+}
+
+fn not_found() -> PageError {
+    metrics::counter!("shortener_redirects_total", "result" => "not_found").increment(1);
+    PageError(AppError::NotFound)
+}
+
+/// Temporary redirects must not be cached, or clicks go uncounted and edits unseen; permanent
+/// ones may be, for a day, so a removed link does not live forever in browsers.
+fn cache_control(status: StatusCode) -> HeaderValue {
+    if matches!(
+        status,
+        StatusCode::MOVED_PERMANENTLY | StatusCode::PERMANENT_REDIRECT
+    ) {
+        HeaderValue::from_static("public, max-age=86400")
+    } else {
+        HeaderValue::from_static("private, no-store")
+    }
+}

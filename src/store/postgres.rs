@@ -1,0 +1,168 @@
+//! Postgres backend: one database shared by any number of identical instances.
+//!
+//! Codes are `COLLATE "C"` so that ordering (and so paging during a copy) is byte order, the
+//! same as SQLite's. Batches use `UNNEST` over arrays: one statement, one round trip.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped};
+use crate::link::{Link, now};
+
+/// Links in a Postgres database.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+const COLUMNS: &str = "code, url, created_at, clicks, disabled_at, disabled_reason";
+
+impl PostgresStore {
+    /// Opens a pool on a `postgres://` URL (`sslmode=require` and friends are honoured).
+    pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
+        let mut connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(e.to_string()))?
+            .application_name("shortener");
+        if !options.statement_cache {
+            connect = connect.statement_cache_capacity(0);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+impl Store for PostgresStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // sqlx takes an advisory lock, so instances starting together migrate one at a time.
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert(&self, link: &Link) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&link.code)
+        .bind(&link.url)
+        .bind(link.created_at)
+        .bind(link.clicks)
+        .bind(link.disabled_at)
+        .bind(&link.disabled_reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, code: &str) -> Result<Option<Link>, StoreError> {
+        let link =
+            sqlx::query_as::<_, Link>(&format!("SELECT {COLUMNS} FROM links WHERE code = $1"))
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(link)
+    }
+
+    async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {
+        let (codes, clicks): (Vec<&str>, Vec<i64>) = counts
+            .iter()
+            .map(|(c, n)| (c.as_str(), i64::try_from(*n).unwrap_or(i64::MAX)))
+            .unzip();
+        sqlx::query(
+            "UPDATE links SET clicks = links.clicks + v.n \
+             FROM UNNEST($1::text[], $2::bigint[]) AS v(code, n) WHERE links.code = v.code",
+        )
+        .bind(codes)
+        .bind(clicks)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn disable(&self, code: &str, reason: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE links SET disabled_at = $1, disabled_reason = $2 \
+             WHERE code = $3 AND disabled_at IS NULL",
+        )
+        .bind(now())
+        .bind(reason)
+        .bind(code)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Link>, StoreError> {
+        let links = sqlx::query_as::<_, Link>(&format!(
+            "SELECT {COLUMNS} FROM links WHERE code > $1 ORDER BY code LIMIT $2"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(links)
+    }
+
+    async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], \
+                                  $5::timestamptz[], $6::text[]) \
+             ON CONFLICT (code) DO NOTHING RETURNING code",
+        )
+        .bind(links.iter().map(|l| l.code.as_str()).collect::<Vec<_>>())
+        .bind(links.iter().map(|l| l.url.as_str()).collect::<Vec<_>>())
+        .bind(links.iter().map(|l| l.created_at).collect::<Vec<_>>())
+        .bind(links.iter().map(|l| l.clicks).collect::<Vec<_>>())
+        .bind(links.iter().map(|l| l.disabled_at).collect::<Vec<_>>())
+        .bind(
+            links
+                .iter()
+                .map(|l| l.disabled_reason.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let inserted: HashSet<String> = inserted.into_iter().collect();
+        let skipped: Vec<&Link> = links
+            .iter()
+            .filter(|l| !inserted.contains(&l.code))
+            .collect();
+        let existing = if skipped.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as::<_, Link>(&format!("SELECT {COLUMNS} FROM links WHERE code = ANY($1)"))
+                .bind(skipped.iter().map(|l| l.code.as_str()).collect::<Vec<_>>())
+                .fetch_all(&mut *tx)
+                .await?
+        };
+        tx.commit().await?;
+        Ok(classify_skipped(links, &skipped, &existing))
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM links")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.unsigned_abs())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

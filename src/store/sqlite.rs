@@ -1,0 +1,166 @@
+//! SQLite backend: one file, WAL journal, for a single instance.
+//!
+//! Pragmas, and why:
+//! - `journal_mode=WAL`: readers never block the writer, so redirects keep flowing while links
+//!   are created.
+//! - `synchronous=FULL`: a create is acknowledged only once it is on disk, so it survives a
+//!   crash of the process *and* of the machine. Clicks are flushed in batches, so the cost is
+//!   paid once per batch, not per click.
+//! - `busy_timeout=5s`: concurrent writers (the flusher, creates) queue instead of failing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, SqlitePool};
+
+use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped};
+use crate::link::{Link, now};
+
+/// Links in a SQLite database file.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const COLUMNS: &str = "code, url, created_at, clicks, disabled_at, disabled_reason";
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file named by a `sqlite:` URL.
+    pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert(&self, link: &Link) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&link.code)
+        .bind(&link.url)
+        .bind(link.created_at)
+        .bind(link.clicks)
+        .bind(link.disabled_at)
+        .bind(&link.disabled_reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, code: &str) -> Result<Option<Link>, StoreError> {
+        let link =
+            sqlx::query_as::<_, Link>(&format!("SELECT {COLUMNS} FROM links WHERE code = ?"))
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(link)
+    }
+
+    async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (code, n) in counts {
+            sqlx::query("UPDATE links SET clicks = clicks + ? WHERE code = ?")
+                .bind(i64::try_from(*n).unwrap_or(i64::MAX))
+                .bind(code)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn disable(&self, code: &str, reason: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE links SET disabled_at = ?, disabled_reason = ? \
+             WHERE code = ? AND disabled_at IS NULL",
+        )
+        .bind(now())
+        .bind(reason)
+        .bind(code)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Link>, StoreError> {
+        let links = sqlx::query_as::<_, Link>(&format!(
+            "SELECT {COLUMNS} FROM links WHERE code > ? ORDER BY code LIMIT ?"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(links)
+    }
+
+    async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut skipped = Vec::new();
+        for link in links {
+            let done = sqlx::query(
+                "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO NOTHING",
+            )
+            .bind(&link.code)
+            .bind(&link.url)
+            .bind(link.created_at)
+            .bind(link.clicks)
+            .bind(link.disabled_at)
+            .bind(&link.disabled_reason)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                skipped.push(link);
+            }
+        }
+        let existing = if skipped.is_empty() {
+            Vec::new()
+        } else {
+            let mut query =
+                QueryBuilder::new(format!("SELECT {COLUMNS} FROM links WHERE code IN ("));
+            let mut list = query.separated(", ");
+            for link in &skipped {
+                list.push_bind(&link.code);
+            }
+            query.push(")");
+            query.build_query_as::<Link>().fetch_all(&mut *tx).await?
+        };
+        tx.commit().await?;
+        Ok(classify_skipped(links, &skipped, &existing))
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM links")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.unsigned_abs())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

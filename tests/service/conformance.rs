@@ -1,0 +1,135 @@
+//! One story every backend must tell the same way, run against SQLite and Postgres.
+
+use chrono::Duration;
+use shortener::link::{Link, now};
+use shortener::store::{ImportOutcome, Store, StoreError};
+
+use crate::support::TestDb;
+
+fn link(code: &str, url: &str) -> Link {
+    Link {
+        code: code.into(),
+        url: url.into(),
+        created_at: now(),
+        clicks: 0,
+        disabled_at: None,
+        disabled_reason: None,
+    }
+}
+
+async fn story(store: impl Store) {
+    // Migrations are idempotent.
+    store.migrate().await.expect("second migrate");
+    store.ping().await.expect("ping");
+    assert_eq!(store.count().await.unwrap(), 0);
+
+    // Insert and read back exactly what was written.
+    let first = link("Abc123", "https://example.com/a?b=c#d");
+    store.insert(&first).await.expect("insert");
+    assert_eq!(store.get("Abc123").await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.get("abc123").await.unwrap(),
+        None,
+        "codes are case-sensitive"
+    );
+    assert_eq!(store.get("missing").await.unwrap(), None);
+
+    // A taken code is a conflict, never an overwrite.
+    let clash = link("Abc123", "https://evil.example/");
+    assert!(matches!(
+        store.insert(&clash).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get("Abc123").await.unwrap().unwrap().url, first.url);
+
+    // Clicks add up; unknown codes are ignored.
+    store
+        .add_clicks(&[("Abc123".into(), 3), ("nope".into(), 7)])
+        .await
+        .unwrap();
+    store.add_clicks(&[("Abc123".into(), 2)]).await.unwrap();
+    store.add_clicks(&[]).await.unwrap();
+    assert_eq!(store.get("Abc123").await.unwrap().unwrap().clicks, 5);
+
+    // Disabling keeps a tombstone: the code stays taken.
+    assert!(
+        store
+            .disable("Abc123", "reported as phishing")
+            .await
+            .unwrap()
+    );
+    assert!(!store.disable("Abc123", "again").await.unwrap());
+    assert!(!store.disable("missing", "none").await.unwrap());
+    let gone = store.get("Abc123").await.unwrap().unwrap();
+    assert!(gone.is_disabled());
+    assert_eq!(
+        gone.disabled_reason.as_deref(),
+        Some("reported as phishing")
+    );
+    assert!(matches!(
+        store.insert(&first).await,
+        Err(StoreError::Conflict)
+    ));
+
+    // Paging is in byte order ("Z" < "a"), the same in every backend.
+    for code in ["b-2", "Zed", "a_1", "c"] {
+        store
+            .insert(&link(code, "https://example.org/"))
+            .await
+            .unwrap();
+    }
+    let codes = |links: Vec<Link>| links.into_iter().map(|l| l.code).collect::<Vec<_>>();
+    assert_eq!(
+        codes(store.page(None, 3).await.unwrap()),
+        ["Abc123", "Zed", "a_1"]
+    );
+    assert_eq!(
+        codes(store.page(Some("a_1"), 10).await.unwrap()),
+        ["b-2", "c"]
+    );
+    assert!(store.page(Some("c"), 10).await.unwrap().is_empty());
+    assert_eq!(store.count().await.unwrap(), 5);
+
+    // Import keeps codes, timestamps and clicks; identical rows are unchanged, differing ones
+    // are conflicts and are left alone.
+    let mut old = link("imported", "https://example.net/old");
+    old.created_at = now() - Duration::days(400);
+    old.clicks = 42;
+    let existing = store.get("c").await.unwrap().unwrap();
+    let mut differing = existing.clone();
+    differing.url = "https://example.net/other".into();
+    let outcome = store
+        .import(&[old.clone(), existing.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ImportOutcome {
+            inserted: 1,
+            unchanged: 1,
+            conflicts: vec![]
+        }
+    );
+    assert_eq!(store.get("imported").await.unwrap(), Some(old.clone()));
+    let again = store.import(&[old, differing]).await.unwrap();
+    assert_eq!(again.inserted, 0);
+    assert_eq!(again.unchanged, 1);
+    assert_eq!(again.conflicts, vec!["c".to_owned()]);
+    assert_eq!(store.get("c").await.unwrap(), Some(existing));
+    assert!(store.import(&[]).await.unwrap() == ImportOutcome::default());
+
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_conformance_story() {
+    story(TestDb::sqlite().store().await).await;
+}
+
+#[tokio::test]
+async fn postgres_passes_the_conformance_story() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    story(db.store().await).await;
+}

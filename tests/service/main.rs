@@ -1,0 +1,9 @@
+//! Integration tests: the real service over real TCP, on a real SQLite file and a real
+//! Postgres server, and the real binary as an operator runs it.
+
+mod api;
+mod conformance;
+mod pages;
+mod process;
+mod redirect;
+mod support;

@@ -1,0 +1,108 @@
+//! The web form as a browser-like client uses it: plain form posts, HTML back.
+
+use crate::support::TestApp;
+
+async fn post_form(app: &TestApp, fields: &[(&str, &str)]) -> (u16, String) {
+    let r = app
+        .client
+        .post(app.url("/"))
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_home_page_has_a_labelled_form() {
+    let app = TestApp::spawn().await;
+    let r = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"<form method="post" action="/""#));
+    assert!(html.contains(r#"<label for="url">"#) && html.contains(r#"name="url""#));
+    assert!(html.contains(r#"<label for="slug">"#) && html.contains(r#"name="slug""#));
+    assert!(html.contains(r#"name="viewport""#));
+    assert!(html.contains(r#"<button type="submit">"#));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn submitting_the_form_shows_the_short_link_and_a_qr_code() {
+    let app = TestApp::spawn().await;
+    let (status, html) =
+        post_form(&app, &[("url", "https://example.com/long"), ("slug", "")]).await;
+    assert_eq!(status, 201);
+    let marker = r#"id="short-url" href=""#;
+    let start = html.find(marker).expect("short link shown") + marker.len();
+    let short = &html[start..start + html[start..].find('"').unwrap()];
+    assert!(short.starts_with(&app.base), "absolute short URL: {short}");
+    assert!(html.contains("<svg"), "QR code inline");
+    assert!(html.contains(r#"id="copy""#), "copy button");
+    assert!(!html.contains("<?xml"));
+
+    let r = app.client.get(short).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "https://example.com/long");
+
+    let (status, html) = post_form(
+        &app,
+        &[("url", "https://example.com/2"), ("slug", "team-notes")],
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert!(html.contains(&format!("{}/team-notes", app.base)));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_returns_the_form_with_the_error_and_the_input_kept() {
+    let app = TestApp::spawn().await;
+    let (status, html) = post_form(&app, &[("url", "javascript:alert('x')"), ("slug", "")]).await;
+    assert_eq!(status, 422);
+    assert!(html.contains(r#"id="url-error""#));
+    assert!(html.contains("only http:// and https:// links"));
+    assert!(
+        html.contains(r#"value="javascript:alert(&#39;x&#39;)""#)
+            || html.contains(r#"value="javascript:alert('x')""#)
+    );
+
+    let (status, html) = post_form(
+        &app,
+        &[("url", "https://example.com"), ("slug", "<b>bold</b>")],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(html.contains(r#"id="slug-error""#));
+    assert!(!html.contains("<b>bold</b>"), "user input is escaped");
+    assert!(html.contains("&lt;b&gt;bold&lt;/b&gt;"));
+
+    post_form(&app, &[("url", "https://example.com"), ("slug", "taken")]).await;
+    let (status, html) =
+        post_form(&app, &[("url", "https://example.org"), ("slug", "taken")]).await;
+    assert_eq!(status, 409);
+    assert!(html.contains("already taken"));
+    assert!(html.contains(r#"value="https://example.org""#));
+
+    let (status, _) = post_form(&app, &[("slug", "no-url")]).await;
+    assert_eq!(status, 422);
+
+    let r = app
+        .client
+        .post(app.url("/"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    app.stop().await;
+}

@@ -1,0 +1,132 @@
+//! The real binary as an operator runs it: crash safety, graceful stop, subcommands.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::{Binary, TestDb, client};
+
+async fn create(client: &reqwest::Client, bin: &Binary, url: &str) -> String {
+    let r = client
+        .post(bin.url("/api/v1/links"))
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    body["code"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn acknowledged_links_survive_kill_9() {
+    let db = TestDb::sqlite();
+    let client = client();
+    let bin = Binary::start(&db.url, &[]);
+    let mut created = Vec::new();
+    for i in 0..200 {
+        let url = format!("https://example.com/page/{i}");
+        created.push((create(&client, &bin, &url).await, url));
+    }
+    // Right after the last 201: no graceful anything.
+    bin.kill9();
+
+    let bin = Binary::start(&db.url, &[]);
+    for (code, url) in &created {
+        let r = client
+            .get(bin.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            302,
+            "{code} lost after kill -9; log:\n{}",
+            bin.log_tail()
+        );
+        assert_eq!(r.headers()["location"], url.as_str());
+    }
+    let status = bin.terminate();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_exits_0_and_click_counts_survive_a_restart() {
+    let db = TestDb::sqlite();
+    let client = client();
+    let bin = Binary::start(&db.url, &["--click-flush-interval", "1h"]);
+    let code = create(&client, &bin, "https://example.com/counted").await;
+    for _ in 0..7 {
+        client
+            .get(bin.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let status = bin.terminate();
+    assert_eq!(status.code(), Some(0));
+
+    let bin = Binary::start(&db.url, &[]);
+    let shown: Value = client
+        .get(bin.url(&format!("/api/v1/links/{code}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["clicks"], 7);
+    assert!(bin.terminate().success());
+}
+
+#[tokio::test]
+async fn migrate_and_healthcheck_subcommands_work() {
+    let db = TestDb::sqlite();
+    let exe = env!("CARGO_BIN_EXE_shortener");
+    let migrate = Command::new(exe)
+        .env_clear()
+        .args(["migrate", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+
+    let bin = Binary::start(&db.url, &[]);
+    let healthy = Command::new(exe)
+        .env_clear()
+        .args(["healthcheck", "--url", &bin.url("/readyz")])
+        .output()
+        .unwrap();
+    assert!(healthy.status.success());
+    assert!(bin.terminate().success());
+
+    let down = Command::new(exe)
+        .env_clear()
+        .args([
+            "healthcheck",
+            "--url",
+            "http://127.0.0.1:9/readyz",
+            "--timeout",
+            "2s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn bad_configuration_is_a_clear_error_not_a_panic() {
+    let exe = env!("CARGO_BIN_EXE_shortener");
+    let out = Command::new(exe)
+        .env_clear()
+        .args(["--database-url", "mysql://x/y", "--metrics-listen", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unsupported database URL"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+}

@@ -1,0 +1,246 @@
+//! Test harness: databases (a temp SQLite file, or a fresh database on the Postgres server
+//! named by `SHORTENER_TEST_POSTGRES_URL`), an in-process service on a free port, and the real
+//! binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use shortener::app::{AppState, Settings};
+use shortener::store::{self, AnyStore, PoolOptions, Store};
+use sqlx::Connection;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Env var naming a Postgres server on which tests may create databases.
+pub const POSTGRES_ENV: &str = "SHORTENER_TEST_POSTGRES_URL";
+
+/// A database for one test; the SQLite file lives as long as this value.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    /// A fresh SQLite file in a temp dir.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("links.db").display());
+        Self {
+            url,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh database on the test Postgres server. Outside CI, `None` (with a printed
+    /// reason) when no server is configured; in CI a missing server fails the test.
+    pub async fn postgres() -> Option<Self> {
+        let Ok(admin) = std::env::var(POSTGRES_ENV) else {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "{POSTGRES_ENV} is not set: CI must run the Postgres tests (scripts/test.sh starts a server)"
+                );
+            }
+            eprintln!(
+                "SKIPPED: {POSTGRES_ENV} is not set; run scripts/test.sh to test Postgres too"
+            );
+            return None;
+        };
+        let name = format!(
+            "t_{}",
+            nanoid::nanoid!(
+                12,
+                &"abcdefghijklmnopqrstuvwxyz0123456789"
+                    .chars()
+                    .collect::<Vec<_>>()
+            )
+        );
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_ENV}: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let mut url = url::Url::parse(&admin).expect("valid URL");
+        url.set_path(&name);
+        Some(Self {
+            url: url.to_string(),
+            _dir: None,
+        })
+    }
+
+    /// A connected, migrated store on this database.
+    pub async fn store(&self) -> AnyStore {
+        let store = store::connect(&self.url, &PoolOptions::default())
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+/// The service running in this process on a free loopback port.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+    pub db: TestDb,
+}
+
+/// A client that shows redirects instead of following them.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+impl TestApp {
+    /// The service on a fresh SQLite file with default settings.
+    pub async fn spawn() -> Self {
+        Self::spawn_on(TestDb::sqlite(), |_| {}).await
+    }
+
+    /// The service on `db`, with settings adjusted by `tune`.
+    pub async fn spawn_on(db: TestDb, tune: impl FnOnce(&mut Settings)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let base = format!("http://{addr}");
+        let mut settings = Settings::new(url::Url::parse(&base).expect("url"));
+        tune(&mut settings);
+        let state = AppState::new(db.store().await, settings);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(shortener::serve(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            client: client(),
+            state,
+            stop,
+            task,
+            db,
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a link through the API and returns its code.
+    pub async fn create(&self, url: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/v1/links"))
+            .json(&serde_json::json!({ "url": url }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["code"].as_str().expect("code").to_owned()
+    }
+
+    /// Stops the service gracefully, waits for it, and hands back its database.
+    pub async fn stop(self) -> TestDb {
+        let _ = self.stop.send(());
+        self.task.await.expect("join").expect("serve");
+        self.db
+    }
+}
+
+/// The real `shortener` binary, started with a clean environment plus `args`.
+pub struct Binary {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Binary {
+    /// Starts `shortener serve` on `database_url` and waits until it listens.
+    pub fn start(database_url: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "off", "--database-url", database_url])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // From here on, Drop stops the process whatever happens.
+        let mut bin = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
+        let mut seen = Vec::new();
+        loop {
+            let Ok(line) = bin.log.recv_timeout(Duration::from_secs(20)) else {
+                panic!(
+                    "the binary did not become ready; its log:\n{}",
+                    seen.join("\n")
+                );
+            };
+            if line.contains("shortener ready") {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("json log");
+                bin.addr = v["listen"].as_str().expect("listen").parse().expect("addr");
+                return bin;
+            }
+            seen.push(line);
+        }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What the binary logged since the last call (for failure messages).
+    pub fn log_tail(&self) -> String {
+        self.log.try_iter().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        self.child.wait().expect("wait")
+    }
+
+    /// Kills the process with SIGKILL: no chance to flush or clean up.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
