@@ -17,6 +17,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+step "tools"
+# nginx balances the multi-instance tests; Debian's policy-rc.d keeps it from starting here.
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+fi
+
 step "formatting"
 cargo fmt --all -- --check
 

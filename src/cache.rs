@@ -65,6 +65,13 @@ impl LinkCache {
         }
     }
 
+    /// Forgets everything (changes may have been missed).
+    pub fn invalidate_all(&self) {
+        if let Some(cache) = &self.0 {
+            cache.invalidate_all();
+        }
+    }
+
     /// Forgets `code` (it was changed here or on another instance).
     pub fn invalidate(&self, code: &str) {
         if let Some(cache) = &self.0 {

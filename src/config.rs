@@ -39,6 +39,109 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Probe a running instance's readiness: exit 0 when `/readyz` answers 200, 1 otherwise.
     Healthcheck(HealthcheckArgs),
+    /// Copy every link and its click count from one database to another (e.g. SQLite to
+    /// Postgres). Safe to re-run: nothing is duplicated or overwritten.
+    Copy(CopyArgs),
+    /// Write every link as JSON Lines (one link per line) to a file or standard output.
+    Export(ExportArgs),
+    /// Read links in JSON Lines (as written by `export`) into the database.
+    Import(ImportArgs),
+    /// Manage API keys.
+    Keys(KeysArgs),
+    /// Manage links (operator actions).
+    Links(LinksArgs),
+}
+
+/// Options of `copy`.
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    /// Database to read from (`sqlite:PATH` or `postgres://...`).
+    #[arg(long)]
+    pub from: String,
+    /// Database to write to; migrated first.
+    #[arg(long)]
+    pub to: String,
+    /// Links per batch (one transaction each).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+}
+
+/// Options of `export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+    /// File to write; standard output when omitted.
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
+}
+
+/// Options of `import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+    /// File to read; standard input when omitted.
+    #[arg(long, short)]
+    pub input: Option<std::path::PathBuf>,
+    /// Links per batch (one transaction each).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+}
+
+/// Options of `keys`.
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+    #[command(subcommand)]
+    #[allow(missing_docs)]
+    pub action: KeysAction,
+}
+
+/// What to do with API keys.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysAction {
+    /// Create a key and print it (once: only its hash is stored).
+    Create {
+        /// A name to recognise the key by (who or what uses it).
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (ids and names, never the keys).
+    List,
+    /// Revoke a key by id; it stops working at once.
+    Revoke {
+        /// The key's id (the part after `shk_`, before the second `_`).
+        id: String,
+    },
+}
+
+/// Options of `links`.
+#[derive(Debug, Clone, Args)]
+pub struct LinksArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+    #[command(subcommand)]
+    #[allow(missing_docs)]
+    pub action: LinksAction,
+}
+
+/// Operator actions on links.
+#[derive(Debug, Clone, Subcommand)]
+pub enum LinksAction {
+    /// Disable a link: it answers 410 with a notice, and its code is never reused.
+    Disable {
+        /// The short code.
+        code: String,
+        /// Why (kept with the link and logged), e.g. "phishing, abuse report 123".
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Log output format.
@@ -70,6 +173,10 @@ pub struct DatabaseArgs {
     /// How long to wait for a database connection before failing the request (e.g. `3s`).
     #[arg(long, env = "SHORTENER_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub db_acquire_timeout: Duration,
+
+    /// How long to keep trying to reach the database at start-up (it may still be booting).
+    #[arg(long, env = "SHORTENER_DB_CONNECT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub db_connect_timeout: Duration,
 
     /// Cache prepared statements (Postgres). Set to false behind a transaction-pooling proxy
     /// such as PgBouncer.

@@ -45,6 +45,9 @@ pub enum AppError {
     /// The body parsed but its fields are wrong (e.g. `url` missing).
     #[error("{0}")]
     Unprocessable(String),
+    /// No valid API key was presented.
+    #[error("this needs a valid API key: send Authorization: Bearer <key>")]
+    Unauthorized,
     /// The database cannot be reached right now.
     #[error("the service is temporarily unavailable; please try again in a moment")]
     Unavailable(#[source] StoreError),
@@ -66,6 +69,7 @@ impl AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +88,7 @@ impl AppError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unprocessable(_) => "invalid_request",
+            Self::Unauthorized => "unauthorized",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -152,7 +157,14 @@ impl IntoResponse for ApiError {
         let e = self.0;
         e.log();
         let body = json!({ "error": { "code": e.code(), "message": e.to_string() } });
-        (e.status(), Json(body)).into_response()
+        let mut response = (e.status(), Json(body)).into_response();
+        if matches!(e, AppError::Unauthorized) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 

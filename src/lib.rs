@@ -4,28 +4,34 @@
 //! (SQLite on one machine, Postgres for several instances). [`run`] is what `main` calls;
 //! [`serve`] runs a service on a given listener and is shared with the tests.
 
+pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod clicks;
 pub mod config;
 pub mod error;
 pub mod healthcheck;
+pub mod keys;
 pub mod link;
 pub mod metrics;
+pub mod progress;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;
 pub mod views;
 
 use std::future::Future;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, Settings};
 use crate::config::{Cli, Command, DatabaseArgs, ServeArgs};
-use crate::store::{AnyStore, Store, StoreError};
+use crate::store::{AnyStore, PoolOptions, Store, StoreError};
 
 /// Everything that can stop the process before it serves.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,12 @@ pub enum RunError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
+    /// A copy, export or import did not complete.
+    #[error(transparent)]
+    Transfer(#[from] transfer::TransferError),
+    /// An operator command found nothing to act on.
+    #[error("nothing was changed")]
+    NothingDone,
 }
 
 /// Runs the command the user asked for.
@@ -51,31 +63,89 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => run_serve(cli.serve).await,
         Some(Command::Serve(args)) => run_serve(*args).await,
-        Some(Command::Migrate(db)) => run_migrate(&db).await,
         Some(Command::Healthcheck(args)) => return healthcheck::run(&args).await,
+        Some(Command::Migrate(db)) => with_store(&db, async |_| {
+            tracing::info!(database = %store::redact_url(&db.database_url), "migrations applied");
+            Ok(())
+        })
+        .await,
+        Some(Command::Copy(args)) => transfer::copy(&args).await.map_err(RunError::from),
+        Some(Command::Export(args)) => {
+            with_store(&args.database, async |store| {
+                Ok(transfer::export(&args, store).await?)
+            })
+            .await
+        }
+        Some(Command::Import(args)) => {
+            with_store(&args.database, async |store| {
+                Ok(transfer::import(&args, store).await?)
+            })
+            .await
+        }
+        Some(Command::Keys(args)) => {
+            with_store(&args.database, async |store| {
+                done(admin::keys(&args.action, store).await?)
+            })
+            .await
+        }
+        Some(Command::Links(args)) => {
+            with_store(&args.database, async |store| {
+                done(admin::links(&args.action, store).await?)
+            })
+            .await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(RunError::NothingDone) => ExitCode::FAILURE,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Connects to the database named in `db` and applies migrations.
-pub async fn open_store(db: &DatabaseArgs) -> Result<AnyStore, StoreError> {
-    let store = store::connect(&db.database_url, &db.pool_options()).await?;
-    store.migrate().await?;
-    Ok(store)
+fn done(changed: bool) -> Result<(), RunError> {
+    if changed {
+        Ok(())
+    } else {
+        Err(RunError::NothingDone)
+    }
 }
 
-async fn run_migrate(db: &DatabaseArgs) -> Result<(), RunError> {
-    let store = open_store(db).await?;
-    tracing::info!(database = %store::redact_url(&db.database_url), "migrations applied");
+/// Opens the database of `db`, runs `f` on it, closes it.
+async fn with_store(
+    db: &DatabaseArgs,
+    f: impl AsyncFnOnce(&AnyStore) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    let store = open_store(&db.database_url, &db.pool_options(), db.db_connect_timeout).await?;
+    let result = f(&store).await;
     store.close().await;
-    Ok(())
+    result
+}
+
+/// Connects to the database at `url` and applies migrations, retrying for up to
+/// `connect_timeout` while the database is unreachable (it may still be starting).
+pub async fn open_store(
+    url: &str,
+    options: &PoolOptions,
+    connect_timeout: Duration,
+) -> Result<AnyStore, StoreError> {
+    let deadline = tokio::time::Instant::now() + connect_timeout;
+    loop {
+        let attempt = async {
+            let store = store::connect(url, options).await?;
+            store.migrate().await?;
+            Ok::<_, StoreError>(store)
+        };
+        match attempt.await {
+            Err(StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, database = %store::redact_url(url), "database unreachable; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
@@ -85,7 +155,8 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
 }
 
 async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
-    let store = open_store(&args.database).await?;
+    let db = &args.database;
+    let store = open_store(&db.database_url, &db.pool_options(), db.db_connect_timeout).await?;
     let listener = bind(args.listen).await?;
     let bound = listener.local_addr()?;
     let settings = Settings::from_args(&args, bound);
@@ -171,14 +242,29 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let stop_flusher = CancellationToken::new();
+    let stop_background = CancellationToken::new();
     let flusher = {
         let state = state.clone();
-        let stop = stop_flusher.clone();
+        let stop = stop_background.clone();
         tokio::spawn(async move {
             let interval = state.settings.click_flush_interval;
             clicks::run_flusher(&state.clicks, &state.store, interval, stop).await;
         })
+    };
+
+    // With Postgres, other instances announce changed links: drop them from this cache at once.
+    let follower = match &state.store {
+        AnyStore::Postgres(pg) => {
+            let (pg, state, stop) = (pg.clone(), state.clone(), stop_background.clone());
+            Some(tokio::spawn(async move {
+                pg.follow_changes(stop, |change| match change {
+                    store::Change::Code(code) => state.cache.invalidate(&code),
+                    store::Change::Unknown => state.cache.invalidate_all(),
+                })
+                .await;
+            }))
+        }
+        AnyStore::Sqlite(_) => None,
     };
 
     let draining = CancellationToken::new();
@@ -203,9 +289,12 @@ pub async fn serve(
         }
     };
 
-    stop_flusher.cancel();
+    stop_background.cancel();
     if let Err(e) = flusher.await {
         tracing::error!(error = %e, "click flusher failed");
+    }
+    if let Some(follower) = follower {
+        let _ = follower.await;
     }
     state.store.close().await;
     tracing::info!("stopped");

@@ -9,9 +9,14 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. Default filter: `info`.
+/// Default filter: `info`, without the server notices sqlx relays from Postgres ("relation
+/// already exists, skipping" at every start).
+const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
+
+/// Installs the global subscriber. Default filter: [`DEFAULT_FILTER`].
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
+use crate::auth::Authenticated;
 use crate::error::{ApiError, AppError};
 use crate::link::{Link, ShortCode};
 use crate::store::Store;
@@ -18,7 +19,7 @@ use crate::store::Store;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/links", post(create))
-        .route("/links/{code}", get(show))
+        .route("/links/{code}", get(show).delete(delete))
         .fallback(not_found)
 }
 
@@ -77,10 +78,7 @@ async fn show(
     State(state): State<AppState>,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LinkView>, ApiError> {
-    let code = code
-        .ok()
-        .and_then(|Path(c)| ShortCode::parse(&c))
-        .ok_or(AppError::NotFound)?;
+    let code = parse_code(code)?;
     let link = state
         .store
         .get(code.as_str())
@@ -90,6 +88,32 @@ async fn show(
         return Err(AppError::Gone.into());
     }
     Ok(Json(LinkView::new(&state, link, true)))
+}
+
+/// `DELETE /api/v1/links/{code}` (API key required): disables the link. Later visits answer
+/// 410, its code is never reused, and other instances drop it from their caches.
+async fn delete(
+    State(state): State<AppState>,
+    Authenticated(key): Authenticated,
+    code: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let code = parse_code(code)?;
+    let reason = format!("deleted through the API (key {})", key.id);
+    if state.store.disable(code.as_str(), &reason).await? {
+        state.cache.invalidate(code.as_str());
+        tracing::info!(code = %code, key = %key.id, "link deleted");
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    match state.store.get(code.as_str()).await? {
+        Some(_) => Err(AppError::Gone.into()),
+        None => Err(AppError::NotFound.into()),
+    }
+}
+
+fn parse_code(code: Result<Path<String>, PathRejection>) -> Result<ShortCode, AppError> {
+    code.ok()
+        .and_then(|Path(c)| ShortCode::parse(&c))
+        .ok_or(AppError::NotFound)
 }
 
 /// JSON 404 for any other path under `/api`.

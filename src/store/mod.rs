@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::keys::ApiKeyRecord;
 use crate::link::Link;
 
-pub use postgres::PostgresStore;
+pub use postgres::{Change, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in a store, in terms the rest of the service acts on.
@@ -147,6 +148,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         links: &[Link],
     ) -> impl Future<Output = Result<ImportOutcome, StoreError>> + Send;
 
+    /// Stores a new API key record.
+    fn insert_key(&self, key: &ApiKeyRecord)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The API key record with this id.
+    fn get_key(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
+
+    /// Every API key record, oldest first.
+    fn list_keys(&self) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StoreError>> + Send;
+
+    /// Revokes a key; `false` if there is no such key or it was already revoked.
+    fn revoke_key(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// How many links are stored, disabled ones included.
     fn count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
@@ -234,6 +251,18 @@ impl Store for AnyStore {
     }
     async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
         delegate!(self, s => s.import(links))
+    }
+    async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        delegate!(self, s => s.insert_key(key))
+    }
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        delegate!(self, s => s.get_key(id))
+    }
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        delegate!(self, s => s.list_keys())
+    }
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.revoke_key(id))
     }
     async fn count(&self) -> Result<u64, StoreError> {
         delegate!(self, s => s.count())

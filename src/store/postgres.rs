@@ -7,9 +7,12 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio_util::sync::CancellationToken;
 
 use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped};
+use crate::keys::ApiKeyRecord;
 use crate::link::{Link, now};
 
 /// Links in a Postgres database.
@@ -17,6 +20,9 @@ use crate::link::{Link, now};
 pub struct PostgresStore {
     pool: PgPool,
 }
+
+/// The channel on which changed link codes are announced to every instance.
+pub const CHANGES_CHANNEL: &str = "shortener_link_changes";
 
 const COLUMNS: &str = "code, url, created_at, clicks, disabled_at, disabled_reason";
 
@@ -35,6 +41,64 @@ impl PostgresStore {
             .connect_with(connect)
             .await?;
         Ok(Self { pool })
+    }
+}
+
+/// A change announced by some instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// This code was changed (disabled, deleted).
+    Code(String),
+    /// Notifications may have been missed (first connect, or a reconnect): anything may have
+    /// changed.
+    Unknown,
+}
+
+impl PostgresStore {
+    /// Calls `on_change` for every link change announced by any instance, until `stop`.
+    /// Reconnects by itself after a lost connection, reporting [`Change::Unknown`] each time.
+    pub async fn follow_changes(&self, stop: CancellationToken, on_change: impl Fn(Change)) {
+        while !stop.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for link changes; retrying");
+                    pause(&stop).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(CHANGES_CHANNEL).await {
+                tracing::warn!(error = %e, "cannot listen for link changes; retrying");
+                pause(&stop).await;
+                continue;
+            }
+            on_change(Change::Unknown);
+            loop {
+                let next = tokio::select! {
+                    () = stop.cancelled() => return,
+                    next = listener.try_recv() => next,
+                };
+                match next {
+                    Ok(Some(note)) => on_change(Change::Code(note.payload().to_owned())),
+                    // The connection dropped; the next call reconnects. Anything sent in
+                    // between is lost, so treat everything as changed.
+                    Ok(None) => on_change(Change::Unknown),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the link-change listener; reconnecting");
+                        pause(&stop).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits a second between reconnection attempts, or less if asked to stop.
+async fn pause(stop: &CancellationToken) {
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
     }
 }
 
@@ -89,6 +153,7 @@ impl Store for PostgresStore {
     }
 
     async fn disable(&self, code: &str, reason: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE links SET disabled_at = $1, disabled_reason = $2 \
              WHERE code = $3 AND disabled_at IS NULL",
@@ -96,8 +161,15 @@ impl Store for PostgresStore {
         .bind(now())
         .bind(reason)
         .bind(code)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // Delivered at commit, to every instance listening: they drop the code from their caches.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -148,6 +220,51 @@ impl Store for PostgresStore {
         };
         tx.commit().await?;
         Ok(classify_skipped(links, &skipped, &existing))
+    }
+
+    async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, secret_hash, created_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let key = sqlx::query_as::<_, ApiKeyRecord>(
+            "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(key)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let keys = sqlx::query_as::<_, ApiKeyRecord>(
+            "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys \
+             ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

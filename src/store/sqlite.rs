@@ -15,6 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, SqlitePool};
 
 use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped};
+use crate::keys::ApiKeyRecord;
 use crate::link::{Link, now};
 
 /// Links in a SQLite database file.
@@ -146,6 +147,51 @@ impl Store for SqliteStore {
         };
         tx.commit().await?;
         Ok(classify_skipped(links, &skipped, &existing))
+    }
+
+    async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, secret_hash, created_at, revoked_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let key = sqlx::query_as::<_, ApiKeyRecord>(
+            "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(key)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let keys = sqlx::query_as::<_, ApiKeyRecord>(
+            "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys \
+             ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
