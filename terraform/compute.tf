@@ -1,0 +1,164 @@
+# Compute: a launch template and an Auto Scaling group over both app subnets.
+#
+# Every instance boots the current Amazon Linux 2023 image, downloads the release
+# tarball, checks its SHA-256, reads the database secret with its own role and
+# starts the service through the tarball's scripts/run.sh (see
+# user_data.sh.tftpl). A change to the artifact, the image or any other launch
+# setting makes a new template version, which starts a rolling instance refresh.
+
+data "aws_ssm_parameter" "ami" {
+  name = var.ami_ssm_parameter
+}
+
+data "aws_default_tags" "current" {}
+
+locals {
+  user_data = templatefile("${path.module}/user_data.sh.tftpl", {
+    artifact_url     = var.artifact_url
+    artifact_sha256  = lower(var.artifact_sha256)
+    region           = data.aws_region.current.name
+    db_secret_arn    = local.db_secret_arn
+    db_host          = aws_db_instance.main.address
+    db_port          = local.db_port
+    db_name          = var.db_name
+    public_url       = local.public_url
+    drain_seconds    = var.drain_seconds
+    drain_delay_secs = 5
+    app_port         = local.app_port
+  })
+
+  # Default tags do not reach instances or volumes launched by Auto Scaling.
+  instance_tags = merge(data.aws_default_tags.current.tags, { Name = "${var.name}-app" })
+}
+
+resource "aws_launch_template" "app" {
+  name_prefix            = "${var.name}-app-"
+  description            = "${var.name} application servers"
+  image_id               = data.aws_ssm_parameter.ami.insecure_value
+  instance_type          = var.instance_type
+  update_default_version = true
+  ebs_optimized          = true
+  user_data              = base64encode(local.user_data)
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.app.arn
+  }
+
+  network_interfaces {
+    associate_public_ip_address = false
+    delete_on_termination       = true
+    security_groups             = [aws_security_group.app.id]
+  }
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+    instance_metadata_tags      = "disabled"
+  }
+
+  block_device_mappings {
+    device_name = "/dev/xvda"
+
+    ebs {
+      volume_type           = "gp3"
+      volume_size           = var.root_volume_size
+      encrypted             = true
+      delete_on_termination = true
+    }
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  tag_specifications {
+    resource_type = "instance"
+    tags          = local.instance_tags
+  }
+
+  tag_specifications {
+    resource_type = "volume"
+    tags          = local.instance_tags
+  }
+
+  lifecycle {
+    precondition {
+      condition     = startswith(data.aws_ssm_parameter.ami.insecure_value, "ami-")
+      error_message = "The AMI parameter did not hold an AMI ID."
+    }
+  }
+}
+
+resource "aws_autoscaling_group" "app" {
+  name_prefix         = "${var.name}-app-"
+  min_size            = var.min_size
+  max_size            = var.max_size
+  vpc_zone_identifier = aws_subnet.app[*].id
+  target_group_arns   = [aws_lb_target_group.app.arn]
+
+  # Replace instances the load balancer finds unhealthy, after they had time to
+  # boot and start.
+  health_check_type         = "ELB"
+  health_check_grace_period = var.health_check_grace_period
+  default_instance_warmup   = var.health_check_grace_period
+
+  # desired_capacity is left to the scaling policy (it starts at min_size);
+  # setting it here would undo every scale-out on the next apply.
+
+  launch_template {
+    id      = aws_launch_template.app.id
+    version = aws_launch_template.app.latest_version
+  }
+
+  instance_refresh {
+    strategy = "Rolling"
+
+    preferences {
+      min_healthy_percentage = var.instance_refresh_min_healthy_percentage
+      max_healthy_percentage = var.instance_refresh_min_healthy_percentage + 100
+      instance_warmup        = var.health_check_grace_period
+      skip_matching          = true
+      auto_rollback          = true
+    }
+  }
+
+  enabled_metrics = [
+    "GroupDesiredCapacity",
+    "GroupInServiceInstances",
+    "GroupMinSize",
+    "GroupMaxSize",
+    "GroupPendingInstances",
+    "GroupTerminatingInstances",
+    "GroupTotalInstances",
+  ]
+
+  dynamic "tag" {
+    for_each = local.instance_tags
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = false
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = length(distinct([for s in aws_subnet.app : s.availability_zone])) >= 2
+      error_message = "The app subnets must span two availability zones."
+    }
+  }
+}
+
+resource "aws_autoscaling_policy" "cpu" {
+  name                   = "${var.name}-cpu-target"
+  autoscaling_group_name = aws_autoscaling_group.app.name
+  policy_type            = "TargetTrackingScaling"
+
+  target_tracking_configuration {
+    predefined_metric_specification {
+      predefined_metric_type = "ASGAverageCPUUtilization"
+    }
+    target_value = var.cpu_target_percent
+  }
+}
