@@ -3,12 +3,13 @@
 #
 #   scripts/pg-temp.sh start DIR   prints an admin URL (role with CREATEDB) on stdout
 #   scripts/pg-temp.sh stop DIR    stops it (by the PID in DIR)
+#   scripts/pg-temp.sh resume DIR  starts a stopped cluster again on its port
 #
 # initdb refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
 
-cmd=${1:?usage: pg-temp.sh start|stop DIR}
-dir=${2:?usage: pg-temp.sh start|stop DIR}
+cmd=${1:?usage: pg-temp.sh start|stop|resume DIR}
+dir=${2:?usage: pg-temp.sh start|stop|resume DIR}
 
 as_pg() {
   if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -25,12 +26,15 @@ case $cmd in
     [[ $(id -u) == 0 ]] && chown postgres: "$dir" && chmod 0700 "$dir"
     as_pg initdb -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
-    port=$(free_port)
+    free_port >"$dir/port"
+    "$0" resume "$dir" >/dev/null
+    echo "postgres://postgres@127.0.0.1:$(cat "$dir/port")/postgres"
+    ;;
+  resume)
+    port=$(cat "$dir/port")
     as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 30 \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
       start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
-    echo "$port" >"$dir/port"
-    echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;
   stop)
     if [[ -f $dir/data/postmaster.pid ]]; then
@@ -38,7 +42,7 @@ case $cmd in
     fi
     ;;
   *)
-    echo "usage: pg-temp.sh start|stop DIR" >&2
+    echo "usage: pg-temp.sh start|stop|resume DIR" >&2
     exit 2
     ;;
 esac

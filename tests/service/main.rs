@@ -2,7 +2,11 @@
 //! Postgres server, and the real binary as an operator runs it.
 
 mod api;
+mod cluster;
 mod conformance;
+mod copy;
+mod keys;
+mod outage;
 mod pages;
 mod process;
 mod redirect;

@@ -244,3 +244,152 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
+
+/// A free loopback port (bound then released: fine for a server started right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// nginx balancing round-robin over `backends`, run from a temp dir (no system config).
+pub struct Nginx {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx in front of `backends` and waits until it accepts connections.
+    pub fn start(backends: &[SocketAddr]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let servers: String = backends
+            .iter()
+            .map(|b| format!("server {b} max_fails=0;\n"))
+            .collect();
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             upstream app {{\n{servers} keepalive 16;\n }}\n\
+             server {{\n  listen 127.0.0.1:{port};\n  location / {{\n   proxy_pass http://app;\n\
+             proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n\
+             proxy_next_upstream error timeout http_502 http_503 non_idempotent;\n\
+             proxy_connect_timeout 1s;\n  }}\n }}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).expect("write conf");
+        let nginx = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|p| Command::new(p).arg("-v").output().is_ok())
+            .expect("nginx is not installed (scripts/test.sh installs it)");
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let nginx = Self {
+            child,
+            addr,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return nginx;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nginx did not start");
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // master_process off: the one process is the whole server.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Postgres server of this test's own (so it can be stopped and started), through
+/// `scripts/pg-temp.sh`. Outside CI, `None` with a printed reason when `initdb` is missing.
+pub struct OwnPostgres {
+    dir: TempDir,
+    pub admin_url: String,
+}
+
+fn pg_script(action: &str, dir: &std::path::Path) -> std::process::Output {
+    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-temp.sh"))
+        .arg(action)
+        .arg(dir)
+        .output()
+        .expect("run pg-temp.sh")
+}
+
+impl OwnPostgres {
+    /// Starts a fresh cluster.
+    pub fn start() -> Option<Self> {
+        if Command::new("initdb").arg("--version").output().is_err() {
+            if std::env::var_os("CI").is_some() {
+                panic!("initdb not found: CI must run the Postgres outage tests");
+            }
+            eprintln!("SKIPPED: initdb not found; install the PostgreSQL server to run this test");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The server runs as `postgres` when we are root: let it through the temp dir.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let out = pg_script("start", &dir.path().join("pg"));
+        assert!(
+            out.status.success(),
+            "pg-temp.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let admin_url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Some(Self { dir, admin_url })
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected).
+    pub fn stop(&self) {
+        assert!(
+            pg_script("stop", &self.dir.path().join("pg"))
+                .status
+                .success()
+        );
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn resume(&self) {
+        let out = pg_script("resume", &self.dir.path().join("pg"));
+        assert!(
+            out.status.success(),
+            "pg-temp.sh resume failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = pg_script("stop", &self.dir.path().join("pg"));
+    }
+}

@@ -1,0 +1,170 @@
+//! Several instances of the real binary on one Postgres, behind a real nginx balancer.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::keys::keys_cli;
+use crate::support::{Binary, Nginx, TestDb, client};
+
+#[tokio::test]
+async fn three_instances_behind_nginx_behave_as_one_service() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    db.store().await; // migrate once, before the instances race for it
+    let instances: Vec<Binary> = (0..3).map(|_| Binary::start(&db.url, &[])).collect();
+    let nginx = Nginx::start(&instances.iter().map(|b| b.addr).collect::<Vec<_>>());
+    let client = client();
+
+    // Links created through the balancer all resolve through it.
+    let mut creates = JoinSet::new();
+    for i in 0..300 {
+        let (client, url) = (client.clone(), nginx.url("/api/v1/links"));
+        creates.spawn(async move {
+            let target = format!("https://example.com/cluster/{i}");
+            let r = client
+                .post(url)
+                .json(&json!({ "url": target }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            let body: Value = r.json().await.unwrap();
+            (body["code"].as_str().unwrap().to_owned(), target)
+        });
+    }
+    let links = creates.join_all().await;
+    let mut lookups = JoinSet::new();
+    for chunk in links.chunks(25) {
+        let (client, chunk, nginx_url) = (client.clone(), chunk.to_vec(), nginx.url(""));
+        lookups.spawn(async move {
+            let mut misses = 0;
+            for _ in 0..10 {
+                for (code, target) in &chunk {
+                    let r = client
+                        .get(format!("{nginx_url}/{code}"))
+                        .send()
+                        .await
+                        .unwrap();
+                    if r.status() != 302 || r.headers()["location"] != target.as_str() {
+                        misses += 1;
+                    }
+                }
+            }
+            misses
+        });
+    }
+    let misses: usize = lookups.join_all().await.into_iter().sum();
+    assert_eq!(misses, 0, "3000 lookups through the balancer");
+
+    // The same alias through different instances at once: the database decides, one wins.
+    let mut racers = JoinSet::new();
+    for i in 0..30 {
+        let url = instances[i % 3].url("/api/v1/links");
+        let client = client.clone();
+        racers.spawn(async move {
+            let body =
+                json!({ "url": format!("https://example.com/race/{i}"), "slug": "contested" });
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let statuses = racers.join_all().await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        29,
+        "{statuses:?}"
+    );
+
+    // Clicks through every instance add up.
+    let (code, _) = &links[0];
+    for i in 0..30 {
+        let r = client
+            .get(instances[i % 3].url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    let mut clicks = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let shown: Value = client
+            .get(nginx.url(&format!("/api/v1/links/{code}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        clicks = shown["clicks"].clone();
+        if clicks == 30 + 10 {
+            break;
+        }
+    }
+    assert_eq!(clicks, 40, "10 lookups above plus 30 clicks");
+
+    // A deleted link stops resolving on every instance (all have it cached) at once.
+    let (status, key) = keys_cli(&db, &["create", "--name", "cluster"]);
+    assert_eq!(status, 0);
+    let (victim, _) = &links[1];
+    for b in &instances {
+        assert_eq!(
+            client
+                .get(b.url(&format!("/{victim}")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            302
+        );
+    }
+    let r = client
+        .delete(instances[0].url(&format!("/api/v1/links/{victim}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let deleted = Instant::now();
+    for b in &instances {
+        loop {
+            let status = client
+                .get(b.url(&format!("/{victim}")))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status == 410 {
+                break;
+            }
+            assert!(
+                deleted.elapsed() < Duration::from_secs(2),
+                "instance {} still redirects a deleted link after 2 s (bound: NOTIFY, else the cache TTL)",
+                b.addr
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eprintln!(
+        "deletion seen by all 3 instances after {:?}",
+        deleted.elapsed()
+    );
+    drop(nginx);
+    for b in instances {
+        assert!(b.terminate().success());
+    }
+}

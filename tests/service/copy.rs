@@ -1,0 +1,181 @@
+//! `shortener copy` SQLite to Postgres with 100,000 links: complete, verified, re-runnable,
+//! and completed by a re-run after an interruption.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use chrono::Duration as Age;
+use shortener::link::{Link, now};
+use shortener::store::Store;
+use tokio::task::JoinSet;
+
+use crate::support::{Binary, TestDb, client};
+
+const LINKS: usize = 100_000;
+
+fn copy(from: &str, to: &str, batch: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shortener"));
+    cmd.env_clear()
+        .args(["copy", "--from", from, "--to", to, "--batch-size", batch]);
+    cmd
+}
+
+fn run(mut cmd: Command) -> (Output, String) {
+    let out = cmd.output().expect("run copy");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+async fn all_links(store: &impl Store) -> Vec<Link> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.page(after.as_deref(), 5000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.code.clone());
+        all.extend(page);
+    }
+    all
+}
+
+#[tokio::test]
+async fn copying_100k_links_to_postgres_is_complete_and_safe_to_repeat() {
+    let Some(target) = TestDb::postgres().await else {
+        return;
+    };
+    let source = TestDb::sqlite();
+    let source_store = source.store().await;
+    let base = now() - Age::days(30);
+    let links: Vec<Link> = (0..LINKS)
+        .map(|i| Link {
+            code: format!("k{i:06}"),
+            url: format!("https://example.com/doc/{i}?ref=copy"),
+            created_at: base + Age::seconds(i as i64),
+            clicks: (i % 97) as i64,
+            disabled_at: (i % 1000 == 0).then_some(base),
+            disabled_reason: (i % 1000 == 0).then(|| "abuse".to_owned()),
+        })
+        .collect();
+    for chunk in links.chunks(5000) {
+        assert_eq!(
+            source_store.import(chunk).await.unwrap().inserted,
+            chunk.len() as u64
+        );
+    }
+
+    let (out, log) = run(copy(&source.url, &target.url, "1000"));
+    assert!(out.status.success(), "copy failed:\n{log}");
+    assert!(log.contains("100000 links written"), "{log}");
+    assert!(log.contains("verified"), "{log}");
+
+    // Exactly the same links, timestamps, click counts and tombstones.
+    let target_store = target.store().await;
+    assert!(
+        all_links(&target_store).await == links,
+        "the copy differs from the source"
+    );
+
+    // A second run copies nothing and succeeds.
+    let (out, log) = run(copy(&source.url, &target.url, "1000"));
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("0 links written, 100000 already present"),
+        "{log}"
+    );
+
+    // Every link resolves through an instance on Postgres, with its count.
+    let bin = Binary::start(&target.url, &["--click-flush-interval", "1h"]);
+    let client = client();
+    let mut checks = JoinSet::new();
+    for chunk in links.chunks(LINKS / 16) {
+        let (client, chunk, base) = (client.clone(), chunk.to_vec(), bin.url(""));
+        checks.spawn(async move {
+            let mut wrong = Vec::new();
+            for link in &chunk {
+                let r = client
+                    .get(format!("{base}/{}", link.code))
+                    .send()
+                    .await
+                    .unwrap();
+                let ok = if link.is_disabled() {
+                    r.status() == 410
+                } else {
+                    r.status() == 302 && r.headers()["location"] == link.url.as_str()
+                };
+                if !ok {
+                    wrong.push(link.code.clone());
+                }
+            }
+            wrong
+        });
+    }
+    let wrong: Vec<String> = checks.join_all().await.into_iter().flatten().collect();
+    assert!(
+        wrong.is_empty(),
+        "{} links do not resolve, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    let shown: serde_json::Value = client
+        .get(bin.url("/api/v1/links/k000096"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["clicks"], 96);
+    assert!(bin.terminate().success());
+}
+
+#[tokio::test]
+async fn an_interrupted_copy_is_completed_by_running_it_again() {
+    let Some(target) = TestDb::postgres().await else {
+        return;
+    };
+    let source = TestDb::sqlite();
+    let source_store = source.store().await;
+    let links: Vec<Link> = (0..20_000)
+        .map(|i| Link {
+            code: format!("i{i:05}"),
+            url: format!("https://example.org/{i}"),
+            created_at: now(),
+            clicks: i,
+            disabled_at: None,
+            disabled_reason: None,
+        })
+        .collect();
+    for chunk in links.chunks(5000) {
+        source_store.import(chunk).await.unwrap();
+    }
+    let target_store = target.store().await;
+
+    // Small batches, killed (SIGKILL) once some but not all have arrived.
+    let mut child = copy(&source.url, &target.url, "50")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut copied = 0;
+    for _ in 0..400 {
+        copied = target_store.count().await.unwrap();
+        if copied > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = target_store.count().await.unwrap();
+    assert!(
+        copied > 0 && partial < 20_000,
+        "not interrupted half-way: {partial} copied"
+    );
+
+    let (out, log) = run(copy(&source.url, &target.url, "1000"));
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("{} links written", 20_000 - partial)),
+        "{log}"
+    );
+    assert!(all_links(&target_store).await == links);
+}

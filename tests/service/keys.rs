@@ -1,0 +1,143 @@
+//! API keys guarding management, through the real CLI and the API.
+
+use std::process::Command;
+
+use serde_json::json;
+use shortener::keys;
+use shortener::store::Store;
+
+use crate::support::{TestApp, TestDb};
+
+/// Runs `shortener keys ...` against `db` and returns (exit code, stdout).
+pub fn keys_cli(db: &TestDb, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shortener"))
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .arg("keys")
+        .args(args)
+        .output()
+        .expect("run keys");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn deleting_needs_a_valid_unrevoked_key() {
+    let app = TestApp::spawn().await;
+    let code = app.create("https://example.com/to-delete").await;
+    let delete = |key: Option<&str>| {
+        let mut request = app.client.delete(app.url(&format!("/api/v1/links/{code}")));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+
+    let r = delete(None).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(delete(Some("shk_not_a_key")).await.unwrap().status(), 401);
+
+    let (status, key) = keys_cli(&app.db, &["create", "--name", "tests"]);
+    assert_eq!(status, 0);
+    let (id, _) = keys::split(&key).expect("the CLI prints just the key");
+    let (_, listing) = keys_cli(&app.db, &["list"]);
+    assert!(listing.contains(id) && listing.contains("tests"));
+    assert!(!listing.contains(&key), "keys are never shown again");
+
+    // A wrong secret for a real id is refused.
+    let forged = format!(
+        "{}{}",
+        &key[..key.len() - 1],
+        if key.ends_with('a') { 'b' } else { 'a' }
+    );
+    assert_eq!(delete(Some(&forged)).await.unwrap().status(), 401);
+
+    assert_eq!(delete(Some(&key)).await.unwrap().status(), 204);
+    let r = app
+        .client
+        .get(app.url(&format!("/{code}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    assert_eq!(delete(Some(&key)).await.unwrap().status(), 410);
+    let other = app
+        .client
+        .delete(app.url("/api/v1/links/unknown1"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    // A deleted code is never handed out again.
+    let again = app
+        .client
+        .post(app.url("/api/v1/links"))
+        .json(&json!({"url": "https://example.com/new", "slug": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+
+    assert_eq!(keys_cli(&app.db, &["revoke", id]).0, 0);
+    assert_eq!(keys_cli(&app.db, &["revoke", id]).0, 1, "already revoked");
+    let code2 = app.create("https://example.com/kept").await;
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/links/{code2}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        !app.state
+            .store
+            .get(&code2)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_disabled()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_can_disable_a_link_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let code = app.create("https://example.com/phish").await;
+    let out = Command::new(env!("CARGO_BIN_EXE_shortener"))
+        .env_clear()
+        .args([
+            "links",
+            "--database-url",
+            &app.db.url,
+            "disable",
+            &code,
+            "--reason",
+            "phishing report 7",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = app.state.store.get(&code).await.unwrap().unwrap();
+    assert_eq!(link.disabled_reason.as_deref(), Some("phishing report 7"));
+    app.state.cache.invalidate(&code);
+    let r = app
+        .client
+        .get(app.url(&format!("/{code}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    app.stop().await;
+}

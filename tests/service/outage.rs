@@ -1,0 +1,113 @@
+//! Postgres goes away and comes back: readiness reports it, cached redirects keep working,
+//! creates fail fast with 503, and the instance recovers by itself.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Binary, OwnPostgres, client};
+
+#[tokio::test]
+async fn an_instance_survives_a_postgres_outage() {
+    let Some(pg) = OwnPostgres::start() else {
+        return;
+    };
+    let bin = Binary::start(&pg.admin_url, &["--db-acquire-timeout", "1s"]);
+    let client = client();
+    let create = |target: &str| {
+        client
+            .post(bin.url("/api/v1/links"))
+            .json(&json!({ "url": target }))
+            .send()
+    };
+    let r = create("https://example.com/before").await.unwrap();
+    assert_eq!(r.status(), 201);
+    let code = r.json::<Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Resolve once so it is cached.
+    assert_eq!(
+        client
+            .get(bin.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302
+    );
+
+    pg.stop();
+    let down = Instant::now();
+    loop {
+        let status = client
+            .get(bin.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 503 {
+            break;
+        }
+        assert!(
+            down.elapsed() < Duration::from_secs(2),
+            "readiness still 200 after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("readiness turned 503 {:?} after the stop", down.elapsed());
+
+    let r = client
+        .get(bin.url(&format!("/{code}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "cached redirects keep working");
+
+    let started = Instant::now();
+    let r = create("https://example.com/during").await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("temporarily unavailable")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "creates fail fast: {:?}",
+        started.elapsed()
+    );
+    let r = client.get(bin.url("/uncached1")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        503,
+        "an uncached lookup cannot say 404 while the database is away"
+    );
+
+    pg.resume();
+    let up = Instant::now();
+    loop {
+        let status = client
+            .get(bin.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "did not recover by itself:\n{}",
+            bin.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("ready again {:?} after Postgres came back", up.elapsed());
+    let r = create("https://example.com/after").await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(bin.terminate().success());
+}
