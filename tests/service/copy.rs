@@ -179,3 +179,54 @@ async fn an_interrupted_copy_is_completed_by_running_it_again() {
     );
     assert!(all_links(&target_store).await == links);
 }
+
+#[tokio::test]
+async fn export_then_import_moves_every_link_between_backends() {
+    let Some(target) = TestDb::postgres().await else {
+        return;
+    };
+    let source = TestDb::sqlite();
+    let source_store = source.store().await;
+    let links: Vec<Link> = (0..2500)
+        .map(|i| Link {
+            code: format!("e{i:04}"),
+            url: format!("https://example.net/{i}"),
+            created_at: now() - Age::minutes(i),
+            clicks: i * 3,
+            disabled_at: None,
+            disabled_reason: None,
+        })
+        .collect();
+    source_store.import(&links).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("links.jsonl");
+    let exe = env!("CARGO_BIN_EXE_shortener");
+
+    let out = Command::new(exe)
+        .env_clear()
+        .args(["export", "--database-url", &source.url, "--output"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count(), 2500);
+    assert!(text.lines().next().unwrap().contains(r#""clicks":0"#));
+
+    // A broken line is reported by number and the command fails; the rest still arrives.
+    std::fs::write(&file, format!("{text}{{\"code\":\"x y\"}}\n")).unwrap();
+    let out = Command::new(exe)
+        .env_clear()
+        .args(["import", "--database-url", &target.url, "--input"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 2501"), "{stderr}");
+    assert!(all_links(&target.store().await).await == links);
+}
