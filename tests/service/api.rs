@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
+use crate::support::{TestApp, get_json};
 
 async fn post_json(app: &TestApp, body: Value) -> (u16, Value) {
     let response = app
@@ -40,15 +40,7 @@ async fn create_returns_the_link_and_its_location() {
     assert_eq!(body["url"], "https://example.com/some/page?x=1");
     assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
 
-    let shown: Value = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = get_json(&app.client, &app.url(&location)).await;
     assert_eq!(shown["code"], code);
     assert_eq!(shown["clicks"], 0);
     app.stop().await;

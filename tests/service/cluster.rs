@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::keys::keys_cli;
-use crate::support::{Binary, Nginx, TestDb, client};
+use crate::support::{Binary, Nginx, TestDb, client, get_json, wait_for_status};
 
 #[tokio::test]
 async fn three_instances_behind_nginx_behave_as_one_service() {
@@ -102,14 +102,7 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
     let mut clicks = Value::Null;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let shown: Value = client
-            .get(nginx.url(&format!("/api/v1/links/{code}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let shown: Value = get_json(&client, &nginx.url(&format!("/api/v1/links/{code}"))).await;
         clicks = shown["clicks"].clone();
         if clicks == 30 + 10 {
             break;
@@ -141,23 +134,8 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
     assert_eq!(r.status(), 204);
     let deleted = Instant::now();
     for b in &instances {
-        loop {
-            let status = client
-                .get(b.url(&format!("/{victim}")))
-                .send()
-                .await
-                .unwrap()
-                .status();
-            if status == 410 {
-                break;
-            }
-            assert!(
-                deleted.elapsed() < Duration::from_secs(2),
-                "instance {} still redirects a deleted link after 2 s (bound: NOTIFY, else the cache TTL)",
-                b.addr
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let url = b.url(&format!("/{victim}"));
+        wait_for_status(&client, &url, 410, Duration::from_secs(2)).await;
     }
     eprintln!(
         "deletion seen by all 3 instances after {:?}",

@@ -9,7 +9,7 @@ use shortener::link::{Link, now};
 use shortener::store::Store;
 use tokio::task::JoinSet;
 
-use crate::support::{Binary, TestDb, client};
+use crate::support::{Binary, TestDb, client, get_json};
 
 const LINKS: usize = 100_000;
 
@@ -116,14 +116,7 @@ async fn copying_100k_links_to_postgres_is_complete_and_safe_to_repeat() {
         wrong.len(),
         &wrong[..wrong.len().min(5)]
     );
-    let shown: serde_json::Value = client
-        .get(bin.url("/api/v1/links/k000096"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: serde_json::Value = get_json(&client, &bin.url("/api/v1/links/k000096")).await;
     assert_eq!(shown["clicks"], 96);
     assert!(bin.terminate().success());
 }

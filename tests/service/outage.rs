@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Binary, OwnPostgres, client};
+use crate::support::{Binary, OwnPostgres, client, wait_for_status};
 
 #[tokio::test]
 async fn an_instance_survives_a_postgres_outage() {
@@ -38,24 +38,8 @@ async fn an_instance_survives_a_postgres_outage() {
     );
 
     pg.stop();
-    let down = Instant::now();
-    loop {
-        let status = client
-            .get(bin.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == 503 {
-            break;
-        }
-        assert!(
-            down.elapsed() < Duration::from_secs(2),
-            "readiness still 200 after 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("readiness turned 503 {:?} after the stop", down.elapsed());
+    let took = wait_for_status(&client, &bin.url("/readyz"), 503, Duration::from_secs(2)).await;
+    eprintln!("readiness turned 503 {took:?} after the stop");
 
     let r = client
         .get(bin.url(&format!("/{code}")))
@@ -88,25 +72,8 @@ async fn an_instance_survives_a_postgres_outage() {
     );
 
     pg.resume();
-    let up = Instant::now();
-    loop {
-        let status = client
-            .get(bin.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == 200 {
-            break;
-        }
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "did not recover by itself:\n{}",
-            bin.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("ready again {:?} after Postgres came back", up.elapsed());
+    let took = wait_for_status(&client, &bin.url("/readyz"), 200, Duration::from_secs(10)).await;
+    eprintln!("ready again {took:?} after Postgres came back");
     let r = create("https://example.com/after").await.unwrap();
     assert_eq!(r.status(), 201);
     assert!(bin.terminate().success());

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::{Binary, TestDb, client};
+use crate::support::{Binary, TestDb, client, get_json};
 
 async fn create(client: &reqwest::Client, bin: &Binary, url: &str) -> String {
     let r = client
@@ -67,14 +67,7 @@ async fn sigterm_exits_0_and_click_counts_survive_a_restart() {
     assert_eq!(status.code(), Some(0));
 
     let bin = Binary::start(&db.url, &[]);
-    let shown: Value = client
-        .get(bin.url(&format!("/api/v1/links/{code}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = get_json(&client, &bin.url(&format!("/api/v1/links/{code}"))).await;
     assert_eq!(shown["clicks"], 7);
     assert!(bin.terminate().success());
 }

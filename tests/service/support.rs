@@ -393,3 +393,30 @@ impl Drop for OwnPostgres {
         let _ = pg_script("stop", &self.dir.path().join("pg"));
     }
 }
+
+/// GETs `url` and parses the JSON body.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    let response = client.get(url).send().await.expect("request");
+    response.json().await.expect("a JSON body")
+}
+
+/// Polls `GET url` until it answers `status`; fails after `within`. Returns how long it took.
+pub async fn wait_for_status(
+    client: &reqwest::Client,
+    url: &str,
+    status: u16,
+    within: Duration,
+) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let seen = client.get(url).send().await.expect("request").status();
+        if seen == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{url} still answers {seen}, not {status}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
