@@ -20,6 +20,7 @@ use crate::clicks::ClickCounter;
 use crate::config::ServeArgs;
 use crate::error::AppError;
 use crate::link::{Link, ShortCode, TargetUrl, UrlPolicy};
+use crate::ratelimit::{LimitSettings, RateLimits};
 use crate::routes;
 use crate::store::{AnyStore, Store, StoreError};
 
@@ -42,6 +43,10 @@ pub struct Settings {
     pub body_limit: usize,
     /// Longest time a request may take.
     pub request_timeout: Duration,
+    /// Rate limits and trusted proxies.
+    pub limits: LimitSettings,
+    /// Whether creating links needs no API key.
+    pub public_create: bool,
     /// Links kept in the in-process cache (0: no cache).
     pub cache_size: u64,
     /// How long a cached link is trusted.
@@ -64,6 +69,8 @@ impl Settings {
             code_length: 7,
             body_limit: 16 * 1024,
             request_timeout: Duration::from_secs(10),
+            limits: LimitSettings::default(),
+            public_create: true,
             cache_size: 100_000,
             cache_ttl: Duration::from_secs(30),
             click_flush_interval: Duration::from_secs(1),
@@ -85,6 +92,12 @@ impl Settings {
             code_length: usize::from(args.code_length),
             body_limit: args.body_limit,
             request_timeout: args.request_timeout,
+            limits: LimitSettings {
+                create_per_minute: args.create_rate_limit,
+                not_found_per_minute: args.not_found_rate_limit,
+                trusted_proxies: args.trusted_proxies,
+            },
+            public_create: args.public_create,
             cache_size: args.cache_size,
             cache_ttl: args.cache_ttl,
             click_flush_interval: args.click_flush_interval,
@@ -140,6 +153,8 @@ pub struct Shared {
     pub cache: LinkCache,
     /// Clicks not yet written.
     pub clicks: ClickCounter,
+    /// Per-client rate limits.
+    pub limits: RateLimits,
     policy: UrlPolicy,
     shutting_down: AtomicBool,
 }
@@ -157,6 +172,7 @@ impl AppState {
         Self(Arc::new(Shared {
             cache: LinkCache::new(settings.cache_size, settings.cache_ttl),
             clicks: ClickCounter::default(),
+            limits: RateLimits::new(&settings.limits),
             policy: settings.url_policy(),
             store,
             settings,

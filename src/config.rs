@@ -232,6 +232,26 @@ pub struct ServeArgs {
     #[arg(long, env = "SHORTENER_BODY_LIMIT", default_value_t = 16 * 1024)]
     pub body_limit: usize,
 
+    /// Creates (form and API without a key) per minute per client; 0 turns the limit off.
+    #[arg(long, env = "SHORTENER_CREATE_RATE_LIMIT", default_value_t = 60)]
+    pub create_rate_limit: u32,
+
+    /// Lookups of unknown codes per minute per client (against code guessing); 0 turns the
+    /// limit off. A client over it gets 429 for every lookup until its budget refills.
+    #[arg(long, env = "SHORTENER_NOT_FOUND_RATE_LIMIT", default_value_t = 120)]
+    pub not_found_rate_limit: u32,
+
+    /// Proxies in front of the service (load balancer, CDN) whose `X-Forwarded-For` entries
+    /// are trusted, counted from the right. 0 (the default) trusts no header: the client is the
+    /// TCP peer. Behind one AWS ALB: 1.
+    #[arg(long, env = "SHORTENER_TRUSTED_PROXIES", default_value_t = 0)]
+    pub trusted_proxies: usize,
+
+    /// Whether anyone may create links (true), or only holders of an API key (false: the
+    /// form is closed and the API needs `Authorization: Bearer`).
+    #[arg(long, env = "SHORTENER_PUBLIC_CREATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub public_create: bool,
+
     /// Links kept in the in-process cache (0 disables it).
     #[arg(long, env = "SHORTENER_CACHE_SIZE", default_value_t = 100_000)]
     pub cache_size: u64,

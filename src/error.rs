@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use thiserror::Error;
@@ -48,6 +48,12 @@ pub enum AppError {
     /// No valid API key was presented.
     #[error("this needs a valid API key: send Authorization: Bearer <key>")]
     Unauthorized,
+    /// Too many requests from this client; try again after this many seconds.
+    #[error("too many requests; please try again in {0} seconds")]
+    RateLimited(u64),
+    /// This instance accepts new links only with an API key.
+    #[error("this instance creates links only for holders of an API key")]
+    CreateRestricted,
     /// The database cannot be reached right now.
     #[error("the service is temporarily unavailable; please try again in a moment")]
     Unavailable(#[source] StoreError),
@@ -70,6 +76,8 @@ impl AppError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::CreateRestricted => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,8 +97,24 @@ impl AppError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unprocessable(_) => "invalid_request",
             Self::Unauthorized => "unauthorized",
+            Self::RateLimited(_) => "rate_limited",
+            Self::CreateRestricted => "create_restricted",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Headers some errors need: `Retry-After` on 429, `WWW-Authenticate` on 401.
+    fn add_headers(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        match self {
+            Self::RateLimited(secs) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
     }
 
@@ -158,12 +182,7 @@ impl IntoResponse for ApiError {
         e.log();
         let body = json!({ "error": { "code": e.code(), "message": e.to_string() } });
         let mut response = (e.status(), Json(body)).into_response();
-        if matches!(e, AppError::Unauthorized) {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-        }
+        e.add_headers(&mut response);
         response
     }
 }
@@ -182,6 +201,8 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let e = self.0;
         e.log();
-        views::error_page(e.status(), &e.to_string()).into_response()
+        let mut response = views::error_page(e.status(), &e.to_string()).into_response();
+        e.add_headers(&mut response);
+        response
     }
 }

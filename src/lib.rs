@@ -16,6 +16,7 @@ pub mod keys;
 pub mod link;
 pub mod metrics;
 pub mod progress;
+pub mod ratelimit;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
@@ -267,6 +268,18 @@ pub async fn serve(
         AnyStore::Sqlite(_) => None,
     };
 
+    let shrinker = {
+        let (state, stop) = (state.clone(), stop_background.clone());
+        tokio::spawn(async move {
+            while tokio::time::timeout(Duration::from_secs(60), stop.cancelled())
+                .await
+                .is_err()
+            {
+                state.limits.shrink();
+            }
+        })
+    };
+
     let draining = CancellationToken::new();
     let drained = {
         let state = state.clone();
@@ -280,7 +293,9 @@ pub async fn serve(
         }
     };
     let timeout = state.settings.shutdown_timeout;
-    let server = axum::serve(listener, app::router(state.clone())).with_graceful_shutdown(drained);
+    let make_service =
+        app::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, make_service).with_graceful_shutdown(drained);
     let result = tokio::select! {
         result = server => result,
         () = async { draining.cancelled().await; tokio::time::sleep(timeout).await } => {
@@ -293,6 +308,7 @@ pub async fn serve(
     if let Err(e) = flusher.await {
         tracing::error!(error = %e, "click flusher failed");
     }
+    let _ = shrinker.await;
     if let Some(follower) = follower {
         let _ = follower.await;
     }

@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, authenticate};
 use crate::error::{ApiError, AppError};
 use crate::link::{Link, ShortCode};
+use crate::ratelimit::ClientIp;
 use crate::store::Store;
 
 /// The API routes, relative to `/api/v1`.
@@ -59,8 +60,17 @@ impl LinkView {
 /// `POST /api/v1/links`: 201 with the new link and its `Location`.
 async fn create(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     body: Result<Json<CreateLink>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    // Key holders are trusted integrators: not rate limited, allowed when creation is closed.
+    if authenticate(&headers, &state).await?.is_none() {
+        if !state.settings.public_create {
+            return Err(AppError::Unauthorized.into());
+        }
+        state.limits.check_create(ip)?;
+    }
     let Json(body) = body?;
     let link = state.create_link(&body.url, body.slug.as_deref()).await?;
     let view = LinkView::new(&state, link, false);

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::error::{AppError, PageError};
+use crate::ratelimit::ClientIp;
 use crate::views::{self, FormView, HtmlPage};
 
 /// The fields of the form on `/`.
@@ -29,8 +30,13 @@ pub async fn home() -> HtmlPage {
 /// the field and the input kept.
 pub async fn create(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     form: Result<Form<CreateForm>, FormRejection>,
 ) -> Result<HtmlPage, PageError> {
+    if !state.settings.public_create {
+        return Err(PageError(AppError::CreateRestricted));
+    }
+    state.limits.check_create(ip)?;
     let Form(form) = form?;
     match state.create_link(&form.url, Some(&form.slug)).await {
         Ok(link) => Ok(views::created(

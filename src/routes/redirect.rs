@@ -9,16 +9,20 @@ use crate::app::AppState;
 use crate::cache::Target;
 use crate::error::{AppError, PageError};
 use crate::link::ShortCode;
+use crate::ratelimit::ClientIp;
+use std::net::IpAddr;
 
 /// Redirects to the link's target; 404 page for unknown codes, 410 for disabled links.
 /// Only `GET` counts as a click: `HEAD` comes from link checkers, not people.
 pub async fn follow(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     method: Method,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, PageError> {
+    state.limits.check_lookup(ip)?;
     let Some(code) = code.ok().and_then(|Path(c)| ShortCode::parse(&c)) else {
-        return Err(not_found());
+        return Err(not_found(&state, ip));
     };
     match state.resolve(code.as_str()).await? {
         Some(Target::Redirect(location)) => {
@@ -44,13 +48,17 @@ pub async fn follow(
             metrics::counter!("shortener_redirects_total", "result" => "gone").increment(1);
             Err(PageError(AppError::Gone))
         }
-        None => Err(not_found()),
+        None => Err(not_found(&state, ip)),
     }
 }
 
-fn not_found() -> PageError {
+/// A 404, counted against the client's not-found budget (429 once it is spent).
+fn not_found(state: &AppState, ip: IpAddr) -> PageError {
     metrics::counter!("shortener_redirects_total", "result" => "not_found").increment(1);
-    PageError(AppError::NotFound)
+    match state.limits.record_not_found(ip) {
+        Ok(()) => PageError(AppError::NotFound),
+        Err(limited) => PageError(limited),
+    }
 }
 
 /// Temporary redirects must not be cached, or clicks go uncounted and edits unseen; permanent

@@ -6,6 +6,7 @@ mod cluster;
 mod conformance;
 mod copy;
 mod keys;
+mod limits;
 mod outage;
 mod pages;
 mod process;

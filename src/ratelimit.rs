@@ -1,0 +1,222 @@
+//! Per-client rate limits: creates (form and API) and not-found lookups (code enumeration).
+//!
+//! Limits are token buckets per client IP (`governor`), refilled evenly over a minute. A client
+//! that exhausts its not-found budget is blocked from *all* lookups until it refills, so an
+//! enumerator cannot keep telling hits (302) from misses.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use moka::sync::Cache;
+
+use crate::app::AppState;
+use crate::error::AppError;
+
+/// Limits in requests per minute per client; 0 turns one off.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitSettings {
+    /// Creates per minute per client (form and API, without a key).
+    pub create_per_minute: u32,
+    /// Lookups of unknown codes per minute per client.
+    pub not_found_per_minute: u32,
+    /// Proxies in front of the service whose `X-Forwarded-For` entries are trusted.
+    pub trusted_proxies: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            create_per_minute: 60,
+            not_found_per_minute: 120,
+            trusted_proxies: 0,
+        }
+    }
+}
+
+/// The limiters of one instance.
+pub struct RateLimits {
+    create: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    not_found: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Clients over their not-found budget, with when they may look up again.
+    blocked: Cache<IpAddr, Instant>,
+}
+
+fn limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
+    NonZeroU32::new(per_minute).map(|n| DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)))
+}
+
+impl RateLimits {
+    /// Limiters for `settings`.
+    pub fn new(settings: &LimitSettings) -> Self {
+        Self {
+            create: limiter(settings.create_per_minute),
+            not_found: limiter(settings.not_found_per_minute),
+            blocked: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    /// Takes one create from `ip`'s budget.
+    pub fn check_create(&self, ip: IpAddr) -> Result<(), AppError> {
+        let Some(limiter) = &self.create else {
+            return Ok(());
+        };
+        limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            metrics::counter!("shortener_rate_limited_total", "limit" => "create").increment(1);
+            AppError::RateLimited(retry_after(wait))
+        })
+    }
+
+    /// Refuses lookups from a client that is over its not-found budget.
+    pub fn check_lookup(&self, ip: IpAddr) -> Result<(), AppError> {
+        match self.blocked.get(&ip) {
+            Some(until) if until > Instant::now() => {
+                Err(AppError::RateLimited(retry_after(until - Instant::now())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a lookup of an unknown code; over the budget, the client is blocked.
+    pub fn record_not_found(&self, ip: IpAddr) -> Result<(), AppError> {
+        let Some(limiter) = &self.not_found else {
+            return Ok(());
+        };
+        limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            self.blocked.insert(ip, Instant::now() + wait);
+            metrics::counter!("shortener_rate_limited_total", "limit" => "not_found").increment(1);
+            AppError::RateLimited(retry_after(wait))
+        })
+    }
+
+    /// Forgets clients whose buckets are full again, so memory follows active clients only.
+    pub fn shrink(&self) {
+        for limiter in [&self.create, &self.not_found].into_iter().flatten() {
+            limiter.retain_recent();
+        }
+    }
+}
+
+/// Whole seconds to wait, at least one (the `Retry-After` value).
+fn retry_after(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// The client's address: the peer, or with `trusted_proxies = N` the N-th address from the
+/// right of `X-Forwarded-For` (each trusted proxy appends the address it saw). Entries left of
+/// that were written by the client and are never trusted.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: usize) -> IpAddr {
+    if trusted_proxies == 0 {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
+    // The chain as seen here: what the proxies recorded, then the last proxy itself.
+    let hops = forwarded.len();
+    if hops == 0 {
+        return peer;
+    }
+    forwarded[hops - trusted_proxies.min(hops)]
+}
+
+/// The client address of a request, for rate limiting. Never fails: without a peer address
+/// (in-process tests) every request shares one bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        Ok(Self(client_ip(
+            peer,
+            &parts.headers,
+            state.settings.limits.trusted_proxies,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", xff.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_addresses_are_trusted_only_through_configured_hops() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let spoofed = headers("6.6.6.6, 1.2.3.4");
+        assert_eq!(
+            client_ip(peer, &spoofed, 0),
+            peer,
+            "no proxy trusted: the peer"
+        );
+        assert_eq!(
+            client_ip(peer, &spoofed, 1),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(peer, &spoofed, 2),
+            "6.6.6.6".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(peer, &spoofed, 5),
+            "6.6.6.6".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(peer, &headers("garbage"), 1), peer);
+        assert_eq!(client_ip(peer, &HeaderMap::new(), 1), peer);
+    }
+
+    #[test]
+    fn a_burst_over_the_limit_is_refused_with_a_wait() {
+        let limits = RateLimits::new(&LimitSettings {
+            create_per_minute: 3,
+            not_found_per_minute: 2,
+            trusted_proxies: 0,
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            limits.check_create(ip).unwrap();
+        }
+        assert!(
+            matches!(limits.check_create(ip), Err(AppError::RateLimited(s)) if (1..=20).contains(&s))
+        );
+        limits.check_create("192.0.2.2".parse().unwrap()).unwrap();
+
+        limits.check_lookup(ip).unwrap();
+        limits.record_not_found(ip).unwrap();
+        limits.record_not_found(ip).unwrap();
+        assert!(limits.record_not_found(ip).is_err());
+        assert!(
+            limits.check_lookup(ip).is_err(),
+            "blocked from every lookup"
+        );
+    }
+}
