@@ -130,6 +130,26 @@ pub fn created(short_url: &str, target: &str) -> HtmlPage {
     }
 }
 
+/// The preview of a link (`/{code}+`): where it goes, before going there.
+pub fn preview(short_url: &str, link: &crate::link::Link) -> HtmlPage {
+    let content = html! {
+        h1 { "Where this link goes" }
+        p.short { (short_url) }
+        p { "leads to" }
+        p.target-full { code { (link.url) } }
+        dl {
+            dt { "Created" } dd { (link.created_at.format("%Y-%m-%d %H:%M UTC")) }
+            dt { "Clicks" } dd { (link.clicks) }
+        }
+        p { a href=(link.url) rel="noopener noreferrer nofollow" { "Continue to the site" } }
+        p.hint { "Only continue if you trust the address above." }
+    };
+    HtmlPage {
+        status: StatusCode::OK,
+        markup: layout("Link preview", content),
+    }
+}
+
 /// A page for an error: a heading by status, the message, a way back.
 pub fn error_page(status: StatusCode, message: &str) -> HtmlPage {
     let heading = match status {

@@ -10,6 +10,8 @@ use crate::cache::Target;
 use crate::error::{AppError, PageError};
 use crate::link::ShortCode;
 use crate::ratelimit::ClientIp;
+use crate::store::Store;
+use crate::views;
 use std::net::IpAddr;
 
 /// Redirects to the link's target; 404 page for unknown codes, 410 for disabled links.
@@ -21,7 +23,13 @@ pub async fn follow(
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, PageError> {
     state.limits.check_lookup(ip)?;
-    let Some(code) = code.ok().and_then(|Path(c)| ShortCode::parse(&c)) else {
+    let Ok(Path(raw)) = code else {
+        return Err(not_found(&state, ip));
+    };
+    if let Some(code) = raw.strip_suffix('+').and_then(ShortCode::parse) {
+        return preview(&state, ip, &code).await;
+    }
+    let Some(code) = ShortCode::parse(&raw) else {
         return Err(not_found(&state, ip));
     };
     match state.resolve(code.as_str()).await? {
@@ -49,6 +57,17 @@ pub async fn follow(
             Err(PageError(AppError::Gone))
         }
         None => Err(not_found(&state, ip)),
+    }
+}
+
+/// `GET /{code}+`: where the link goes, before following it.
+async fn preview(state: &AppState, ip: IpAddr, code: &ShortCode) -> Result<Response, PageError> {
+    match state.store.get(code.as_str()).await? {
+        Some(link) if link.is_disabled() => Err(PageError(AppError::Gone)),
+        Some(link) => {
+            Ok(views::preview(&state.settings.short_url(code.as_str()), &link).into_response())
+        }
+        None => Err(not_found(state, ip)),
     }
 }
 

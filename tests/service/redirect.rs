@@ -199,3 +199,33 @@ async fn the_router_answers_in_process() {
     assert!(csp.contains("frame-ancestors 'none'"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_plus_shows_where_a_link_goes_without_going() {
+    let app = TestApp::spawn().await;
+    let code = app.create("https://example.com/look?a=1&b=<x>").await;
+    let r = app
+        .client
+        .get(app.url(&format!("/{code}+")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Where this link goes"));
+    assert!(
+        html.contains("https://example.com/look?a=1&amp;b=%3Cx%3E"),
+        "{html}"
+    );
+    assert!(html.contains("Clicks"));
+    assert_eq!(
+        app.client
+            .get(app.url("/nothere+"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    app.stop().await;
+}
