@@ -5,6 +5,7 @@ mod api;
 mod cluster;
 mod conformance;
 mod copy;
+mod hostile;
 mod keys;
 mod limits;
 mod outage;

@@ -1,0 +1,146 @@
+//! Hostile input through the form and the API: each gets the right 4xx, nothing unescaped
+//! comes back, and the service keeps working.
+
+use serde_json::json;
+
+use crate::support::TestApp;
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+
+#[tokio::test]
+async fn hostile_urls_and_aliases_are_refused_and_never_echoed_raw() {
+    let app = TestApp::spawn().await;
+    let urls = [
+        "javascript:alert(document.cookie)",
+        "JAVASCRIPT:alert(1)",
+        " javascript:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+        "vbscript:msgbox(1)",
+        "file:///etc/passwd",
+        "blob:https://example.com/uuid",
+        "https://paypal.com@evil.example/login",
+        "https://user:pass@example.com/",
+        "http://",
+        "https://exa mple.com/",
+        "<script>alert(1)</script>",
+        "\"><script>alert(1)</script>",
+    ];
+    for url in urls {
+        let r = app
+            .client
+            .post(app.url("/api/v1/links"))
+            .json(&json!({ "url": url }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "API accepted {url:?}");
+        let r = app
+            .client
+            .post(app.url("/"))
+            .form(&[("url", url), ("slug", "")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "form accepted {url:?}");
+        let html = r.text().await.unwrap();
+        assert!(
+            !html.contains(SCRIPT),
+            "unescaped script echoed for {url:?}"
+        );
+    }
+    for slug in [
+        SCRIPT,
+        "a\"b",
+        "../etc",
+        "abc%00",
+        "ab\u{202e}c",
+        "a/b",
+        "x".repeat(65).as_str(),
+    ] {
+        let r = app
+            .client
+            .post(app.url("/"))
+            .form(&[("url", "https://example.com"), ("slug", slug)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "alias {slug:?}");
+        assert!(!r.text().await.unwrap().contains(SCRIPT));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn broken_bodies_get_4xx_never_5xx() {
+    let app = TestApp::spawn().await;
+    let api = app.url("/api/v1/links");
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("application/json", b"\xff\xfe\x00garbage".to_vec(), 400),
+        (
+            "application/json",
+            b"{\"url\": \"https://example.com\"".to_vec(),
+            400,
+        ),
+        ("application/json", b"[]".to_vec(), 422),
+        ("application/json", b"{\"url\": 42}".to_vec(), 422),
+        ("application/json", b"".to_vec(), 400),
+        ("text/html", b"{}".to_vec(), 415),
+        (
+            "application/x-www-form-urlencoded",
+            b"url=https://example.com".to_vec(),
+            415,
+        ),
+        ("application/json", vec![b'{'; 20_000], 413),
+    ];
+    for (content_type, body, status) in cases {
+        let r = app
+            .client
+            .post(&api)
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            status,
+            "{content_type} {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(30)])
+        );
+        let json: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let r = app
+        .client
+        .post(app.url("/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(b"url=%FF%FE&slug=%00".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let r = app
+        .client
+        .post(app.url("/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 20_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // Still healthy afterwards.
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.stop().await;
+}
