@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::error::{AppError, PageError};
+use crate::link::ShortCode;
 use crate::ratelimit::ClientIp;
 use crate::views::{self, FormView, HtmlPage};
 
@@ -50,7 +51,15 @@ pub async fn create(
                 ..FormView::default()
             };
             match &e {
-                AppError::InvalidUrl(_) => view.url_error = Some(e.to_string()),
+                AppError::InvalidUrl(_) => {
+                    view.url_error = Some(e.to_string());
+                    // Show a bad alias too, so both can be fixed in one go.
+                    if !view.slug.trim().is_empty() {
+                        view.slug_error = ShortCode::parse_alias(&view.slug)
+                            .err()
+                            .map(|a| a.to_string());
+                    }
+                }
                 AppError::InvalidAlias(_) | AppError::AliasTaken(_) => {
                     view.slug_error = Some(e.to_string());
                 }

@@ -79,6 +79,12 @@ async fn bad_input_returns_the_form_with_the_error_and_the_input_kept() {
     assert!(!html.contains("<b>bold</b>"), "user input is escaped");
     assert!(html.contains("&lt;b&gt;bold&lt;/b&gt;"));
 
+    let (_, html) = post_form(&app, &[("url", "ftp://x"), ("slug", "a b")]).await;
+    assert!(
+        html.contains(r#"id="url-error""#) && html.contains(r#"id="slug-error""#),
+        "both errors at once"
+    );
+
     post_form(&app, &[("url", "https://example.com"), ("slug", "taken")]).await;
     let (status, html) =
         post_form(&app, &[("url", "https://example.org"), ("slug", "taken")]).await;
