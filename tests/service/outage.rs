@@ -1,6 +1,8 @@
 //! Postgres goes away and comes back: readiness reports it, cached redirects keep working,
 //! creates fail fast with 503, and the instance recovers by itself.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -37,6 +39,25 @@ async fn an_instance_survives_a_postgres_outage() {
         302
     );
 
+    // Steady redirect load on the cached link for the whole outage (bounded in count and time).
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (client, url, stop) = (client.clone(), bin.url(&format!("/{code}")), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed)
+                && ok + failed < 50_000
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 302 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        })
+    };
     pg.stop();
     let took = wait_for_status(&client, &bin.url("/readyz"), 503, Duration::from_secs(2)).await;
     eprintln!("readiness turned 503 {took:?} after the stop");
@@ -71,6 +92,10 @@ async fn an_instance_survives_a_postgres_outage() {
         "an uncached lookup cannot say 404 while the database is away"
     );
 
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    eprintln!("during the outage: {ok} cached redirects answered, {failed} failed");
+    assert!(ok > 0 && failed == 0, "{ok} ok, {failed} failed");
     pg.resume();
     let took = wait_for_status(&client, &bin.url("/readyz"), 200, Duration::from_secs(10)).await;
     eprintln!("ready again {took:?} after Postgres came back");

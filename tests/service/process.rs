@@ -123,3 +123,58 @@ async fn bad_configuration_is_a_clear_error_not_a_panic() {
     assert!(stderr.contains("unsupported database URL"), "{stderr}");
     assert!(!stderr.contains("panicked"));
 }
+
+#[tokio::test]
+async fn metrics_are_served_privately_and_labelled_by_route() {
+    let db = TestDb::sqlite();
+    let client = client();
+    let metrics_addr = format!("127.0.0.1:{}", crate::support::free_port());
+    let bin = Binary::start(&db.url, &["--metrics-listen", &metrics_addr]);
+    let code = create(&client, &bin, "https://example.com/measured").await;
+    for _ in 0..3 {
+        client
+            .get(bin.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    client.get(bin.url("/no-such-code")).send().await.unwrap();
+    // Not on the public listener.
+    let public = client.get(bin.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = client
+            .get(format!("http://{metrics_addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("shortener_click_flushes_total") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/{code}",status="302"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"shortener_redirects_total{result="not_found"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("shortener_links_created_total 1"), "{text}");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("shortener_click_flushes_total"), "{text}");
+    assert!(
+        !text.contains(&code) && !text.contains("no-such-code"),
+        "codes never become labels"
+    );
+    assert!(bin.terminate().success());
+}

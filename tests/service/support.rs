@@ -172,10 +172,15 @@ impl Binary {
             .env_clear()
             .env("RUST_LOG", "info")
             .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "off", "--database-url", database_url])
+            .args(["--database-url", database_url])
             // Tests drive load from one address; rate limits have tests of their own.
             .args(["--create-rate-limit", "0", "--not-found-rate-limit", "0"])
             .args(extra)
+            .args(if extra.contains(&"--metrics-listen") {
+                &[][..]
+            } else {
+                &["--metrics-listen", "off"][..]
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
