@@ -1,7 +1,7 @@
 //! The JSON API under `/api/v1`.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use crate::store::Store;
 /// The API routes, relative to `/api/v1`.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/links", post(create))
+        .route("/links", post(create).get(list))
         .route("/links/{code}", get(show).delete(delete))
         .fallback(not_found)
 }
@@ -43,6 +43,8 @@ pub struct LinkView {
     created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     clicks: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_at: Option<DateTime<Utc>>,
 }
 
 impl LinkView {
@@ -50,6 +52,7 @@ impl LinkView {
         Self {
             short_url: state.settings.short_url(&link.code),
             clicks: with_clicks.then_some(link.clicks),
+            disabled_at: link.disabled_at,
             code: link.code,
             url: link.url,
             created_at: link.created_at,
@@ -124,6 +127,47 @@ fn parse_code(code: Result<Path<String>, PathRejection>) -> Result<ShortCode, Ap
     code.ok()
         .and_then(|Path(c)| ShortCode::parse(&c))
         .ok_or(AppError::NotFound)
+}
+
+/// Query of `GET /api/v1/links`.
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    /// Return links whose codes sort after this one (the `next` of the previous page).
+    after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+}
+
+/// One page of `GET /api/v1/links`.
+#[derive(Debug, Serialize)]
+pub struct LinkPage {
+    links: Vec<LinkView>,
+    /// Cursor of the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// `GET /api/v1/links?after=CODE&limit=N` (API key required): every link, in code order,
+/// a page at a time, disabled ones included.
+async fn list(
+    State(state): State<AppState>,
+    _key: Authenticated,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<LinkPage>, ApiError> {
+    let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::BadRequest("limit must be between 1 and 1000".into()).into());
+    }
+    let links = state.store.page(params.after.as_deref(), limit).await?;
+    let next = (links.len() == limit as usize)
+        .then(|| links.last().map(|l| l.code.clone()))
+        .flatten();
+    let links = links
+        .into_iter()
+        .map(|link| LinkView::new(&state, link, true))
+        .collect();
+    Ok(Json(LinkPage { links, next }))
 }
 
 /// JSON 404 for any other path under `/api`.

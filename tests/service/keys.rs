@@ -141,3 +141,99 @@ async fn an_operator_can_disable_a_link_from_the_command_line() {
     assert_eq!(r.status(), 410);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn listing_links_pages_with_a_cursor_and_needs_a_key() {
+    let app = TestApp::spawn().await;
+    for i in 0..5 {
+        let r = app
+            .client
+            .post(app.url("/api/v1/links"))
+            .json(&json!({"url": format!("https://example.com/{i}"), "slug": format!("list-{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    assert_eq!(
+        app.client
+            .get(app.url("/api/v1/links"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let (_, key) = keys_cli(&app.db, &["create", "--name", "lister"]);
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    for _ in 0..5 {
+        let page: serde_json::Value = app
+            .client
+            .get(app.url(&format!("/api/v1/links?limit=2&after={after}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for link in page["links"].as_array().unwrap() {
+            seen.push(link["code"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["list-0", "list-1", "list-2", "list-3", "list-4"]);
+    let r = app
+        .client
+        .get(app.url("/api/v1/links?limit=0"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn keys_never_appear_in_logs() {
+    let db = TestDb::sqlite();
+    let bin = crate::support::Binary::start_logging(&db.url, &[], "debug");
+    let (_, key) = keys_cli(&db, &["create", "--name", "secret-keeper"]);
+    let client = crate::support::client();
+    let r = client
+        .post(bin.url("/api/v1/links"))
+        .json(&json!({"url": "https://example.com/k"}))
+        .send()
+        .await
+        .unwrap();
+    let code = r.json::<serde_json::Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ok = client
+        .delete(bin.url(&format!("/api/v1/links/{code}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 204);
+    let bad = client
+        .delete(bin.url("/api/v1/links/whatever"))
+        .bearer_auth(format!("{key}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let (_, secret) = keys::split(&key).unwrap();
+    let log = bin.log_tail();
+    assert!(
+        log.contains("link deleted"),
+        "the deletion is logged:\n{log}"
+    );
+    assert!(!log.contains(secret), "a key secret reached the log");
+    assert!(bin.terminate().success());
+}

@@ -168,9 +168,14 @@ pub struct Binary {
 impl Binary {
     /// Starts `shortener serve` on `database_url` and waits until it listens.
     pub fn start(database_url: &str, extra: &[&str]) -> Self {
+        Self::start_logging(database_url, extra, "info")
+    }
+
+    /// Like [`Binary::start`], with `RUST_LOG` set to `filter`.
+    pub fn start_logging(database_url: &str, extra: &[&str], filter: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
             .env_clear()
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
             .args(["--database-url", database_url])
             // Tests drive load from one address; rate limits have tests of their own.
