@@ -15,11 +15,12 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
+use crate::blocklist::Blocklist;
 use crate::cache::{LinkCache, Target};
 use crate::clicks::ClickCounter;
 use crate::config::ServeArgs;
 use crate::error::AppError;
-use crate::link::{Link, ShortCode, TargetUrl, UrlPolicy};
+use crate::link::{Link, ShortCode, TargetUrl, UrlError, UrlPolicy};
 use crate::ratelimit::{LimitSettings, RateLimits};
 use crate::routes;
 use crate::store::{AnyStore, Store, StoreError};
@@ -155,6 +156,8 @@ pub struct Shared {
     pub clicks: ClickCounter,
     /// Per-client rate limits.
     pub limits: RateLimits,
+    /// Destinations refused on create.
+    pub blocklist: Blocklist,
     policy: UrlPolicy,
     shutting_down: AtomicBool,
 }
@@ -167,12 +170,18 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// State over a connected (and migrated) store.
+    /// State over a connected (and migrated) store, with no blocklist.
     pub fn new(store: AnyStore, settings: Settings) -> Self {
+        Self::with_blocklist(store, settings, Blocklist::default())
+    }
+
+    /// State with a destination blocklist.
+    pub fn with_blocklist(store: AnyStore, settings: Settings, blocklist: Blocklist) -> Self {
         Self(Arc::new(Shared {
             cache: LinkCache::new(settings.cache_size, settings.cache_ttl),
             clicks: ClickCounter::default(),
             limits: RateLimits::new(&settings.limits),
+            blocklist,
             policy: settings.url_policy(),
             store,
             settings,
@@ -193,6 +202,10 @@ impl AppState {
     /// Creates a link to `url`, under `slug` when given, else under a fresh random code.
     pub async fn create_link(&self, url: &str, slug: Option<&str>) -> Result<Link, AppError> {
         let target = TargetUrl::parse(url, &self.policy)?;
+        if let Some(entry) = self.blocklist.matching(target.host()) {
+            tracing::info!(%entry, "create refused: destination on the blocklist");
+            return Err(UrlError::Blocked(entry).into());
+        }
         let slug = slug.map(str::trim).filter(|s| !s.is_empty());
         let link = match slug {
             Some(slug) => {

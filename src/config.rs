@@ -252,6 +252,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SHORTENER_PUBLIC_CREATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub public_create: bool,
 
+    /// File of blocked destination domains (one a line; a domain blocks its subdomains),
+    /// reloaded on SIGHUP.
+    #[arg(long, env = "SHORTENER_BLOCKLIST")]
+    pub blocklist: Option<std::path::PathBuf>,
+
     /// Links kept in the in-process cache (0 disables it).
     #[arg(long, env = "SHORTENER_CACHE_SIZE", default_value_t = 100_000)]
     pub cache_size: u64,

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod blocklist;
 pub mod cache;
 pub mod clicks;
 pub mod config;
@@ -54,6 +55,9 @@ pub enum RunError {
     /// A copy, export or import did not complete.
     #[error(transparent)]
     Transfer(#[from] transfer::TransferError),
+    /// The blocklist file is unusable.
+    #[error(transparent)]
+    Blocklist(#[from] blocklist::BlocklistError),
     /// An operator command found nothing to act on.
     #[error("nothing was changed")]
     NothingDone,
@@ -156,6 +160,7 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
 }
 
 async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
+    let blocklist = blocklist::Blocklist::load(args.blocklist.as_deref())?;
     let db = &args.database;
     let store = open_store(&db.database_url, &db.pool_options(), db.db_connect_timeout).await?;
     let listener = bind(args.listen).await?;
@@ -200,11 +205,33 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
         backend = store.backend(),
         "shortener ready"
     );
-    let state = AppState::new(store, settings);
+    let state = AppState::with_blocklist(store, settings, blocklist);
+    #[cfg(unix)]
+    reload_on_sighup(state.clone());
     let result = serve(listener, state, shutdown_signal()).await;
     stop_metrics.cancel();
     upkeep.abort();
     result.map_err(RunError::from)
+}
+
+/// Reloads the blocklist whenever the process gets SIGHUP.
+#[cfg(unix)]
+fn reload_on_sighup(state: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the blocklist will not be reloaded");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match state.blocklist.reload() {
+                Ok(entries) => tracing::info!(entries, "blocklist reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "blocklist not reloaded; the previous one stays")
+                }
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -154,6 +154,9 @@ pub enum UrlError {
     /// Longer than the configured limit once normalised.
     #[error("the URL is too long: at most {0} characters are accepted")]
     TooLong(usize),
+    /// The destination is on the operator's blocklist.
+    #[error("links to {0} are not accepted here")]
+    Blocked(String),
     /// Points back at this shortener, which would make a redirect loop.
     #[error("links to this shortener itself are not accepted")]
     SelfReference,
@@ -203,6 +206,11 @@ impl TargetUrl {
     /// The normalised URL as text.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
+    }
+
+    /// The host (punycode for international names).
+    pub fn host(&self) -> &str {
+        self.0.host_str().unwrap_or_default()
     }
 }
 

@@ -179,3 +179,68 @@ async fn metrics_are_served_privately_and_labelled_by_route() {
     );
     assert!(bin.terminate().success());
 }
+
+#[tokio::test]
+async fn the_blocklist_refuses_destinations_and_reloads_on_sighup() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("blocklist.txt");
+    std::fs::write(&list, "# known phishing\nevil.example\n").unwrap();
+    let client = client();
+    let bin = Binary::start(&db.url, &["--blocklist", list.to_str().unwrap()]);
+    let post = |url: &'static str| {
+        client
+            .post(bin.url("/api/v1/links"))
+            .json(&json!({ "url": url }))
+            .send()
+    };
+    let r = post("https://login.evil.example/account").await.unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "links to evil.example are not accepted here"
+    );
+    assert_eq!(post("https://spam.example/").await.unwrap().status(), 201);
+
+    std::fs::write(&list, "evil.example\nspam.example\n").unwrap();
+    let pid = bin.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut status = 0;
+    for _ in 0..50 {
+        status = post("https://spam.example/again")
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 422 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 422, "SIGHUP reloads the list");
+    assert!(bin.terminate().success());
+
+    // An unreadable list stops the start with a clear message.
+    let out = Command::new(env!("CARGO_BIN_EXE_shortener"))
+        .env_clear()
+        .args([
+            "--database-url",
+            &db.url,
+            "--metrics-listen",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--blocklist", "/nonexistent/blocklist.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the blocklist"));
+}
