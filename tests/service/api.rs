@@ -147,20 +147,10 @@ async fn client_mistakes_get_clear_json_errors() {
     );
 
     // Unknown codes and endpoints: JSON 404.
-    let r = app
-        .client
-        .get(app.url("/api/v1/links/nothere"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/api/v1/links/nothere").await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(&r.json().await.unwrap()), "not_found");
-    let r = app
-        .client
-        .get(app.url("/api/v2/whatever"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/api/v2/whatever").await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "application/json");
     app.stop().await;
@@ -173,11 +163,8 @@ async fn international_domains_redirect_in_ascii() {
     assert_eq!(status, 201);
     assert_eq!(body["url"], "https://xn--bcher-kva.example/stra%C3%9Fe");
     let r = app
-        .client
-        .get(app.url(&format!("/{}", body["code"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/{}", body["code"].as_str().unwrap()))
+        .await;
     assert_eq!(
         r.headers()["location"],
         "https://xn--bcher-kva.example/stra%C3%9Fe"

@@ -58,12 +58,7 @@ async fn deleting_needs_a_valid_unrevoked_key() {
     assert_eq!(delete(Some(&forged)).await.unwrap().status(), 401);
 
     assert_eq!(delete(Some(&key)).await.unwrap().status(), 204);
-    let r = app
-        .client
-        .get(app.url(&format!("/{code}")))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/{code}")).await;
     assert_eq!(r.status(), 410);
     assert_eq!(delete(Some(&key)).await.unwrap().status(), 410);
     let other = app
@@ -132,12 +127,7 @@ async fn an_operator_can_disable_a_link_from_the_command_line() {
     let link = app.state.store.get(&code).await.unwrap().unwrap();
     assert_eq!(link.disabled_reason.as_deref(), Some("phishing report 7"));
     app.state.cache.invalidate(&code);
-    let r = app
-        .client
-        .get(app.url(&format!("/{code}")))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/{code}")).await;
     assert_eq!(r.status(), 410);
     app.stop().await;
 }
@@ -155,15 +145,7 @@ async fn listing_links_pages_with_a_cursor_and_needs_a_key() {
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    assert_eq!(
-        app.client
-            .get(app.url("/api/v1/links"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(app.get("/api/v1/links").await.status(), 401);
     let (_, key) = keys_cli(&app.db, &["create", "--name", "lister"]);
     let mut seen = Vec::new();
     let mut after = String::new();

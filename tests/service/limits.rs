@@ -91,24 +91,14 @@ async fn guessing_codes_gets_blocked_from_all_lookups() {
     let app = TestApp::spawn_on(TestDb::sqlite(), |s| s.limits = limited(100, 5, 0)).await;
     let code = app.create("https://example.com/real").await;
     for i in 0..5 {
-        let r = app
-            .client
-            .get(app.url(&format!("/guess{i}")))
-            .send()
-            .await
-            .unwrap();
+        let r = app.get(&format!("/guess{i}")).await;
         assert_eq!(r.status(), 404);
     }
-    let r = app.client.get(app.url("/guess9")).send().await.unwrap();
+    let r = app.get("/guess9").await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
     // Hits are refused too, so the guesser cannot tell them from misses.
-    let r = app
-        .client
-        .get(app.url(&format!("/{code}")))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/{code}")).await;
     assert_eq!(r.status(), 429);
     app.stop().await;
 }

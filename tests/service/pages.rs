@@ -17,7 +17,7 @@ async fn post_form(app: &TestApp, fields: &[(&str, &str)]) -> (u16, String) {
 #[tokio::test]
 async fn the_home_page_has_a_labelled_form() {
     let app = TestApp::spawn().await;
-    let r = app.client.get(app.url("/")).send().await.unwrap();
+    let r = app.get("/").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     let html = r.text().await.unwrap();

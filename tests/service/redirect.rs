@@ -13,12 +13,7 @@ use crate::support::{TestApp, TestDb};
 async fn a_code_redirects_with_the_configured_status() {
     let app = TestApp::spawn().await;
     let code = app.create("https://example.com/target").await;
-    let r = app
-        .client
-        .get(app.url(&format!("/{code}")))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/{code}")).await;
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "https://example.com/target");
     assert_eq!(r.headers()["cache-control"], "private, no-store");
@@ -60,7 +55,7 @@ async fn unknown_codes_get_a_real_404_page() {
         "/a/b/c",
         &format!("/{}", "x".repeat(300)),
     ] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
+        let r = app.get(path).await;
         assert_eq!(r.status(), 404, "{path}");
         assert!(
             r.headers()["content-type"]
@@ -79,12 +74,7 @@ async fn disabled_links_answer_410() {
     let code = app.create("https://example.com/bad").await;
     assert!(app.state.store.disable(&code, "test").await.unwrap());
     app.state.cache.invalidate(&code);
-    let r = app
-        .client
-        .get(app.url(&format!("/{code}")))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/{code}")).await;
     assert_eq!(r.status(), 410);
     assert!(r.text().await.unwrap().contains("Link disabled"));
     app.stop().await;
@@ -123,12 +113,7 @@ async fn clicks_reach_the_database_in_batches() {
     .await;
     let code = app.create("https://example.com/popular").await;
     for _ in 0..5 {
-        let r = app
-            .client
-            .get(app.url(&format!("/{code}")))
-            .send()
-            .await
-            .unwrap();
+        let r = app.get(&format!("/{code}")).await;
         assert_eq!(r.status(), 302);
     }
     // HEAD is not a click.
@@ -157,24 +142,12 @@ async fn shutdown_flushes_pending_clicks_and_readiness_drains() {
     .await;
     let code = app.create("https://example.com/x").await;
     for _ in 0..3 {
-        app.client
-            .get(app.url(&format!("/{code}")))
-            .send()
-            .await
-            .unwrap();
+        app.get(&format!("/{code}")).await;
     }
     app.state.begin_shutdown();
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let r = app.get("/readyz").await;
     assert_eq!(r.status(), 503);
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
     let db = app.stop().await;
     let store = db.store().await;
     assert_eq!(store.get(&code).await.unwrap().unwrap().clicks, 3);
@@ -204,12 +177,7 @@ async fn the_router_answers_in_process() {
 async fn a_plus_shows_where_a_link_goes_without_going() {
     let app = TestApp::spawn().await;
     let code = app.create("https://example.com/look?a=1&b=<x>").await;
-    let r = app
-        .client
-        .get(app.url(&format!("/{code}+")))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/{code}+")).await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
     assert!(html.contains("Where this link goes"));
@@ -218,14 +186,6 @@ async fn a_plus_shows_where_a_link_goes_without_going() {
         "{html}"
     );
     assert!(html.contains("Clicks"));
-    assert_eq!(
-        app.client
-            .get(app.url("/nothere+"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(app.get("/nothere+").await.status(), 404);
     app.stop().await;
 }

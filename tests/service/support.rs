@@ -136,6 +136,15 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// `GET base + path`, without following redirects.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Creates a link through the API and returns its code.
     pub async fn create(&self, url: &str) -> String {
         let response = self
