@@ -56,7 +56,8 @@ pub enum Change {
 
 impl PostgresStore {
     /// Calls `on_change` for every link change announced by any instance, until `stop`.
-    /// Reconnects by itself after a lost connection, reporting [`Change::Unknown`] each time.
+    /// Reconnects by itself after a lost connection, reporting [`Change::Unknown`] each time
+    /// it listens again (changes made while it was away are unknown).
     pub async fn follow_changes(&self, stop: CancellationToken, on_change: impl Fn(Change)) {
         while !stop.is_cancelled() {
             let mut listener = match PgListener::connect_with(&self.pool).await {
@@ -80,9 +81,13 @@ impl PostgresStore {
                 };
                 match next {
                     Ok(Some(note)) => on_change(Change::Code(note.payload().to_owned())),
-                    // The connection dropped; the next call reconnects. Anything sent in
-                    // between is lost, so treat everything as changed.
-                    Ok(None) => on_change(Change::Unknown),
+                    // The connection dropped. Reconnect with a fresh listener, which reports
+                    // `Unknown` once it listens again: forgetting the cache now, while the
+                    // database may be away, would turn cached redirects into errors.
+                    Ok(None) => {
+                        tracing::warn!("lost the link-change listener; reconnecting");
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "lost the link-change listener; reconnecting");
                         pause(&stop).await;
