@@ -37,7 +37,7 @@ echo "Postgres at ${SHORTENER_TEST_POSTGRES_URL}"
 step "tests"
 cargo test --locked
 
-for check in scripts/check-deploy.sh scripts/check-terraform.sh; do
+for check in scripts/check-api.sh scripts/check-deploy.sh scripts/check-terraform.sh; do
   if [[ -x $check ]]; then
     step "$check"
     "$check"

@@ -5,8 +5,9 @@ use axum::Json;
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use thiserror::Error;
+use utoipa::ToSchema;
 
 use crate::link::{AliasError, UrlError};
 use crate::store::StoreError;
@@ -176,11 +177,33 @@ impl<E: Into<AppError>> From<E> for ApiError {
     }
 }
 
+/// The JSON body of every API error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` member of [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable name, such as `invalid_url` or `alias_taken`.
+    #[schema(example = "invalid_url")]
+    pub code: &'static str,
+    /// A sentence for a person.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
         e.log();
-        let body = json!({ "error": { "code": e.code(), "message": e.to_string() } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: e.code(),
+                message: e.to_string(),
+            },
+        };
         let mut response = (e.status(), Json(body)).into_response();
         e.add_headers(&mut response);
         response

@@ -16,6 +16,7 @@ pub mod healthcheck;
 pub mod keys;
 pub mod link;
 pub mod metrics;
+pub mod openapi;
 pub mod progress;
 pub mod ratelimit;
 pub mod routes;

@@ -8,10 +8,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::{Authenticated, authenticate};
-use crate::error::{ApiError, AppError};
+use crate::error::{ApiError, AppError, ErrorBody};
 use crate::link::{Link, ShortCode};
 use crate::ratelimit::ClientIp;
 use crate::store::Store;
@@ -21,28 +22,40 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/links", post(create).get(list))
         .route("/links/{code}", get(show).delete(delete))
+        .route("/openapi.json", get(crate::openapi::document))
         .fallback(not_found)
 }
 
 /// Body of `POST /api/v1/links`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateLink {
-    /// The target URL.
+    /// The target: an absolute `http` or `https` URL.
+    #[schema(example = "https://example.com/a/long/path?q=1")]
     url: String,
-    /// Optional custom alias.
+    /// A custom alias instead of a random code: 3 to 64 of `A-Z a-z 0-9 - _`, starting and
+    /// ending with a letter or digit, not a reserved word.
     #[serde(default)]
+    #[schema(example = "spring-sale")]
     slug: Option<String>,
 }
 
 /// A link as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LinkView {
+    /// The code in the short URL's path.
+    #[schema(example = "x7Kq2mP")]
     code: String,
+    /// The absolute short URL to share.
+    #[schema(example = "https://sho.rt/x7Kq2mP")]
     short_url: String,
+    /// Where the link redirects.
     url: String,
+    /// When the link was created (RFC 3339, UTC).
     created_at: DateTime<Utc>,
+    /// Redirects counted so far (written about once a second); absent on create.
     #[serde(skip_serializing_if = "Option::is_none")]
     clicks: Option<i64>,
+    /// When the link was disabled; absent while it works.
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_at: Option<DateTime<Utc>>,
 }
@@ -61,7 +74,30 @@ impl LinkView {
 }
 
 /// `POST /api/v1/links`: 201 with the new link and its `Location`.
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/api/v1/links",
+    tag = "links",
+    summary = "Shorten a URL",
+    description = "Open to anyone unless the instance runs with `--public-create false`. \
+        Requests without a key are rate limited per client.",
+    request_body = CreateLink,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = LinkView,
+            headers(("Location" = String, description = "Path of the new link in the API"))),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Invalid key, or a key is required", body = ErrorBody),
+        (status = 409, description = "Alias already taken", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid URL or alias, or a missing field", body = ErrorBody),
+        (status = 429, description = "Too many creates from this client", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
@@ -87,7 +123,20 @@ async fn create(
 }
 
 /// `GET /api/v1/links/{code}`: the link with its click count (written about once a second).
-async fn show(
+#[utoipa::path(
+    get,
+    path = "/api/v1/links/{code}",
+    tag = "links",
+    summary = "Look up a link",
+    params(("code" = String, Path, description = "The link's code")),
+    responses(
+        (status = 200, description = "The link with its click count", body = LinkView),
+        (status = 404, description = "No link has this code", body = ErrorBody),
+        (status = 410, description = "The link was disabled", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn show(
     State(state): State<AppState>,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LinkView>, ApiError> {
@@ -105,7 +154,22 @@ async fn show(
 
 /// `DELETE /api/v1/links/{code}` (API key required): disables the link. Later visits answer
 /// 410, its code is never reused, and other instances drop it from their caches.
-async fn delete(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/links/{code}",
+    tag = "links",
+    summary = "Disable a link",
+    params(("code" = String, Path, description = "The link's code")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Disabled: later visits answer 410"),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No link has this code", body = ErrorBody),
+        (status = 410, description = "Already disabled", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete(
     State(state): State<AppState>,
     Authenticated(key): Authenticated,
     code: Result<Path<String>, PathRejection>,
@@ -130,17 +194,20 @@ fn parse_code(code: Result<Path<String>, PathRejection>) -> Result<ShortCode, Ap
 }
 
 /// Query of `GET /api/v1/links`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Return links whose codes sort after this one (the `next` of the previous page).
     after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// One page of `GET /api/v1/links`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LinkPage {
+    /// The links of this page, in code order.
     links: Vec<LinkView>,
     /// Cursor of the next page; absent on the last one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,7 +216,21 @@ pub struct LinkPage {
 
 /// `GET /api/v1/links?after=CODE&limit=N` (API key required): every link, in code order,
 /// a page at a time, disabled ones included.
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/links",
+    tag = "links",
+    summary = "List links, a page at a time",
+    params(ListParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "One page; follow `next` for the following one", body = LinkPage),
+        (status = 400, description = "Bad query parameters", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     _key: Authenticated,
     params: Result<Query<ListParams>, QueryRejection>,

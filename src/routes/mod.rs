@@ -1,6 +1,6 @@
 //! Every public route. Fixed paths are declared before `/{code}`, so they are never codes.
 
-mod api;
+pub(crate) mod api;
 mod health;
 mod pages;
 mod redirect;

@@ -171,3 +171,29 @@ async fn international_domains_redirect_in_ascii() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_operation() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/api/v1/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let links = &doc["paths"]["/api/v1/links"];
+    let link = &doc["paths"]["/api/v1/links/{code}"];
+    for operation in [&links["post"], &links["get"], &link["get"], &link["delete"]] {
+        assert!(operation.is_object(), "missing operation in {doc:#}");
+    }
+    // Management needs a key; creating may be done without one.
+    assert_eq!(link["delete"]["security"], json!([{ "api_key": [] }]));
+    assert_eq!(links["post"]["security"], json!([{}, { "api_key": [] }]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    // Error bodies are documented with the shape the handlers send.
+    let error = &doc["components"]["schemas"]["ErrorBody"];
+    assert_eq!(error["required"], json!(["error"]));
+    app.stop().await;
+}
