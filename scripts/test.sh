@@ -12,16 +12,33 @@ step() { printf '\n==> %s\n' "$*"; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/shortener-test.XXXXXX")
 chmod 0755 "$work"
 cleanup() {
+  if [[ -d ${SHORTENER_SCREENSHOTS:-} ]]; then
+    echo "browser screenshots: ${SHORTENER_SCREENSHOTS}"
+  fi
   scripts/pg-temp.sh stop "$work/pg" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 step "tools"
-# nginx balances the multi-instance tests; Debian's policy-rc.d keeps it from starting here.
-if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+# nginx balances the multi-instance tests (Debian's policy-rc.d keeps it from starting here),
+# chromium + chromedriver drive the browser test, promtool checks the metrics text, wrk drives
+# the quick benchmark.
+missing=()
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+command -v chromedriver >/dev/null || missing+=(chromium chromium-driver)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v wrk >/dev/null || missing+=(wrk)
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Everything the tests need is installed above, so none of them may skip.
+export CI=${CI:-true}
+# The browser test saves a screenshot of every page it visits here.
+SHORTENER_SCREENSHOTS=$PWD/target/screenshots
+export SHORTENER_SCREENSHOTS
 
 step "formatting"
 cargo fmt --all -- --check

@@ -94,7 +94,7 @@ pub fn home(status: StatusCode, form: &FormView) -> HtmlPage {
                     autocomplete="off" spellcheck="false"
                     aria-invalid=[form.slug_error.as_ref().map(|_| "true")]
                     aria-describedby=(if form.slug_error.is_some() { "slug-error slug-help" } else { "slug-help" });
-                p #slug-help .hint { "3 to 64 letters, digits, - or _." }
+                p #slug-help .hint { "3 to 64 letters, digits, - or _, starting and ending with a letter or digit." }
                 @if let Some(e) = &form.slug_error {
                     p #slug-error .error role="alert" { (e) }
                 }
