@@ -44,6 +44,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// Longest time a request may take.
     pub request_timeout: Duration,
+    /// Longest time a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
     /// Rate limits and trusted proxies.
     pub limits: LimitSettings,
     /// Whether creating links needs no API key.
@@ -70,6 +72,7 @@ impl Settings {
             code_length: 7,
             body_limit: 16 * 1024,
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
             limits: LimitSettings::default(),
             public_create: true,
             cache_size: 100_000,
@@ -93,6 +96,7 @@ impl Settings {
             code_length: usize::from(args.code_length),
             body_limit: args.body_limit,
             request_timeout: args.request_timeout,
+            header_read_timeout: args.header_read_timeout,
             limits: LimitSettings {
                 create_per_minute: args.create_rate_limit,
                 not_found_per_minute: args.not_found_rate_limit,

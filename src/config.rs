@@ -274,6 +274,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SHORTENER_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
+    /// How long a client may take to send a request's headers (also the idle limit of a
+    /// kept-alive connection) before it is closed: slow or silent clients cannot hold
+    /// connections open.
+    #[arg(long, env = "SHORTENER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
     /// After SIGTERM, how long `/readyz` reports 503 while requests are still served, so a load
     /// balancer stops sending traffic before the listener closes.
     #[arg(long, env = "SHORTENER_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]

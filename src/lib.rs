@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod progress;
 pub mod ratelimit;
 pub mod routes;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod transfer;
@@ -321,16 +322,18 @@ pub async fn serve(
         }
     };
     let timeout = state.settings.shutdown_timeout;
-    let make_service =
-        app::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, make_service).with_graceful_shutdown(drained);
-    let result = tokio::select! {
-        result = server => result,
+    let server = server::run(
+        listener,
+        app::router(state.clone()),
+        state.settings.header_read_timeout,
+        drained,
+    );
+    tokio::select! {
+        () = server => {}
         () = async { draining.cancelled().await; tokio::time::sleep(timeout).await } => {
             tracing::warn!("shutdown timeout reached; closing the remaining connections");
-            Ok(())
         }
-    };
+    }
 
     stop_background.cancel();
     if let Err(e) = flusher.await {
@@ -342,5 +345,5 @@ pub async fn serve(
     }
     state.store.close().await;
     tracing::info!("stopped");
-    result
+    Ok(())
 }

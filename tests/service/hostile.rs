@@ -136,3 +136,44 @@ async fn broken_bodies_get_4xx_never_5xx() {
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn slow_clients_cannot_hold_connections_open() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn_on(crate::support::TestDb::sqlite(), |s| {
+        s.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+
+    // Half a request, then silence: the server closes the connection once the timeout passes.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: slow\r\nX-Drip: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "unexpected answer to a stalled request: {answer:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+
+    // A connection that says nothing at all is closed too.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "silent connection: {read:?}"
+    );
+
+    // Meanwhile a normal client is served.
+    assert_eq!(app.get("/").await.status(), 200);
+    app.stop().await;
+}

@@ -1,0 +1,74 @@
+//! The HTTP/1.1 accept loop: hyper's connection builder with a header-read timeout (which
+//! `axum::serve` does not expose), each connection's peer address for [`ConnectInfo`], and a
+//! graceful stop that lets in-flight requests finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// Serves `router` on `listener` until `stop` resolves, then closes the listener and waits for
+/// open connections to finish their current request (the caller bounds that wait).
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Redirects are tiny responses: send them at once rather than waiting for more data.
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            TowerToHyperService::new(tower::service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(request)
+            }));
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                trace_connection_error(&e, peer);
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Connection errors are the client's business (reset, timed out, malformed): debug level.
+fn trace_connection_error(e: &hyper::Error, peer: SocketAddr) {
+    if e.is_timeout() {
+        tracing::debug!(%peer, "closed a connection that sent no complete request in time");
+    } else {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
