@@ -182,10 +182,20 @@ impl Binary {
 
     /// Like [`Binary::start`], with `RUST_LOG` set to `filter`.
     pub fn start_logging(database_url: &str, extra: &[&str], filter: &str) -> Self {
+        Self::launch(database_url, "127.0.0.1:0", extra, filter)
+    }
+
+    /// Like [`Binary::start`], on a given address (to restart an instance where a balancer
+    /// expects it).
+    pub fn start_at(database_url: &str, listen: SocketAddr, extra: &[&str]) -> Self {
+        Self::launch(database_url, &listen.to_string(), extra, "info")
+    }
+
+    fn launch(database_url: &str, listen: &str, extra: &[&str], filter: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
             .env_clear()
             .env("RUST_LOG", filter)
-            .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--log-format", "json", "--listen", listen])
             .args(["--database-url", database_url])
             // Tests drive load from one address; rate limits have tests of their own.
             .args(["--create-rate-limit", "0", "--not-found-rate-limit", "0"])
@@ -243,13 +253,34 @@ impl Binary {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.sigterm();
+        self.child.wait().expect("wait")
+    }
+
+    /// Sends SIGTERM without waiting: the instance drains and stops on its own.
+    pub fn sigterm(&self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill");
         assert!(sent.success());
-        self.child.wait().expect("wait")
+    }
+
+    /// Waits for the process to exit by itself, at most `within`.
+    pub fn wait_exit(mut self, within: Duration) -> std::process::ExitStatus {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "the instance did not exit within {within:?}; log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills the process with SIGKILL: no chance to flush or clean up.
