@@ -5,6 +5,7 @@ mod api;
 mod cluster;
 mod conformance;
 mod copy;
+mod diskfull;
 mod durability;
 mod hostile;
 mod keys;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Binary, OwnPostgres, client, wait_for_status};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_survives_a_postgres_outage() {
     let Some(pg) = OwnPostgres::start() else {
         return;
@@ -59,6 +59,7 @@ async fn an_instance_survives_a_postgres_outage() {
         })
     };
     pg.stop();
+    let stopped_at = Instant::now();
     let took = wait_for_status(&client, &bin.url("/readyz"), 503, Duration::from_secs(2)).await;
     eprintln!("readiness turned 503 {took:?} after the stop");
 
@@ -92,14 +93,31 @@ async fn an_instance_survives_a_postgres_outage() {
         "an uncached lookup cannot say 404 while the database is away"
     );
 
+    // Ten seconds of outage in all, creates still failing fast all along.
+    while stopped_at.elapsed() < Duration::from_secs(10) {
+        let started = Instant::now();
+        let r = create("https://example.com/during").await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        client.get(bin.url("/readyz")).send().await.unwrap().status(),
+        503
+    );
+
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = load.await.unwrap();
     eprintln!("during the outage: {ok} cached redirects answered, {failed} failed");
-    assert!(ok > 0 && failed == 0, "{ok} ok, {failed} failed");
+    assert!(
+        ok > 0 && failed == 0,
+        "{ok} ok, {failed} failed; log:\n{}",
+        bin.log_tail()
+    );
     pg.resume();
-    let took = wait_for_status(&client, &bin.url("/readyz"), 200, Duration::from_secs(10)).await;
+    let took = wait_for_status(&client, &bin.url("/readyz"), 200, Duration::from_secs(2)).await;
     eprintln!("ready again {took:?} after Postgres came back");
     let r = create("https://example.com/after").await.unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "log:\n{}", bin.log_tail());
     assert!(bin.terminate().success());
 }
