@@ -23,7 +23,13 @@ impl TinyDisk {
     fn mount(size: &str) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .expect("run mount");
@@ -45,7 +51,10 @@ impl TinyDisk {
 
 impl Drop for TinyDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -126,12 +135,21 @@ async fn a_full_disk_refuses_creates_and_keeps_redirecting() {
 
     // Reads still work (the cache is off: every redirect reads the database).
     for (code, url) in &stored {
-        let r = client.get(bin.url(&format!("/{code}"))).send().await.unwrap();
+        let r = client
+            .get(bin.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 302, "{code} on a full disk");
         assert_eq!(r.headers()["location"], url.as_str());
     }
     assert_eq!(
-        client.get(bin.url("/healthz")).send().await.unwrap().status(),
+        client
+            .get(bin.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         200
     );
 

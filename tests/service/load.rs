@@ -130,9 +130,7 @@ async fn work(id: usize, mix: &Mix, stop: &AtomicBool, started: Instant) -> Repo
     let client = client();
     let mut report = Report::default();
     let mut n: u64 = 0;
-    while !stop.load(Ordering::Relaxed)
-        && n < mix.max_requests
-        && started.elapsed() < mix.max_time
+    while !stop.load(Ordering::Relaxed) && n < mix.max_requests && started.elapsed() < mix.max_time
     {
         n += 1;
         let create = mix.create_every == 1

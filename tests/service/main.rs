@@ -16,4 +16,5 @@ mod pages;
 mod process;
 mod redirect;
 mod rolling;
+mod soak;
 mod support;

@@ -102,7 +102,12 @@ async fn an_instance_survives_a_postgres_outage() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(
-        client.get(bin.url("/readyz")).send().await.unwrap().status(),
+        client
+            .get(bin.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         503
     );
 

@@ -63,11 +63,7 @@ async fn a_rolling_restart_loses_no_request() {
 
     let report = load.finish().await;
     eprintln!("rolling restart: {}", report.describe());
-    let logs: Vec<String> = instances
-        .iter()
-        .flatten()
-        .map(Binary::log_tail)
-        .collect();
+    let logs: Vec<String> = instances.iter().flatten().map(Binary::log_tail).collect();
     assert_eq!(
         report.failed,
         0,
@@ -75,10 +71,15 @@ async fn a_rolling_restart_loses_no_request() {
         report.describe(),
         logs.join("\n---\n")
     );
-    assert!(report.redirects > 100 && report.created.len() > 10, "{}", report.describe());
+    assert!(
+        report.redirects > 100 && report.created.len() > 10,
+        "{}",
+        report.describe()
+    );
     // Every acknowledged create is there, whichever instance took it.
     for (code, url) in report.created.iter().step_by(10) {
-        let body = crate::support::get_json(&client, &nginx.url(&format!("/api/v1/links/{code}"))).await;
+        let body =
+            crate::support::get_json(&client, &nginx.url(&format!("/api/v1/links/{code}"))).await;
         assert_eq!(body["url"], url.as_str());
     }
     for bin in instances.into_iter().flatten() {
