@@ -24,6 +24,7 @@ use crate::link::{Link, ShortCode, TargetUrl, UrlError, UrlPolicy};
 use crate::ratelimit::{LimitSettings, RateLimits};
 use crate::routes;
 use crate::store::{AnyStore, Store, StoreError};
+use crate::writer::CreateWriter;
 
 /// Generated codes are retried this many times on a unique-key conflict. With the default
 /// length a single conflict is already a one-in-billions event.
@@ -162,6 +163,8 @@ pub struct Shared {
     pub limits: RateLimits,
     /// Destinations refused on create.
     pub blocklist: Blocklist,
+    /// Writes new links, many per transaction.
+    writer: CreateWriter,
     policy: UrlPolicy,
     shutting_down: AtomicBool,
 }
@@ -179,9 +182,11 @@ impl AppState {
         Self::with_blocklist(store, settings, Blocklist::default())
     }
 
-    /// State with a destination blocklist.
+    /// State with a destination blocklist. Starts the link writer, so it must be called
+    /// within a Tokio runtime.
     pub fn with_blocklist(store: AnyStore, settings: Settings, blocklist: Blocklist) -> Self {
         Self(Arc::new(Shared {
+            writer: CreateWriter::start(store.clone()),
             cache: LinkCache::new(settings.cache_size, settings.cache_ttl),
             clicks: ClickCounter::default(),
             limits: RateLimits::new(&settings.limits),
@@ -215,11 +220,8 @@ impl AppState {
             Some(slug) => {
                 let code = ShortCode::parse_alias(slug)?;
                 let link = Link::new(&code, &target);
-                match self.store.insert(&link).await {
-                    Err(StoreError::Conflict) => {
-                        return Err(AppError::AliasTaken(code.to_string()));
-                    }
-                    other => other?,
+                if !self.writer.insert(link.clone()).await? {
+                    return Err(AppError::AliasTaken(code.to_string()));
                 }
                 link
             }
@@ -235,13 +237,10 @@ impl AppState {
         for _ in 0..CREATE_ATTEMPTS {
             let code = ShortCode::generate_unreserved(self.settings.code_length);
             let link = Link::new(&code, target);
-            match self.store.insert(&link).await {
-                Ok(()) => return Ok(link),
-                Err(StoreError::Conflict) => {
-                    tracing::info!("generated code already taken, retrying with a new one");
-                }
-                Err(e) => return Err(e.into()),
+            if self.writer.insert(link.clone()).await? {
+                return Ok(link);
             }
+            tracing::info!("generated code already taken, retrying with a new one");
         }
         Err(AppError::Internal(StoreError::Conflict))
     }

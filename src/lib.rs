@@ -25,6 +25,7 @@ pub mod store;
 pub mod telemetry;
 pub mod transfer;
 pub mod views;
+pub mod writer;
 
 use std::future::Future;
 use std::process::ExitCode;

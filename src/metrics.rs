@@ -57,6 +57,10 @@ fn describe() {
     );
     metrics::describe_counter!("shortener_links_created_total", "Links created");
     metrics::describe_counter!(
+        "shortener_create_batches_total",
+        "Transactions that wrote new links (links created / batches = links per commit)"
+    );
+    metrics::describe_counter!(
         "shortener_cache_lookups_total",
         "Link cache lookups by result"
     );

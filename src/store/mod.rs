@@ -38,6 +38,20 @@ pub enum StoreError {
     Other(#[source] sqlx::Error),
 }
 
+impl StoreError {
+    /// An equivalent error for each of several callers that shared one failed operation (a
+    /// batch of creates): same kind and message. (sqlx errors cannot be cloned.)
+    pub fn for_each_waiter(&self) -> Self {
+        match self {
+            Self::Conflict => Self::Conflict,
+            Self::Unavailable(e) => Self::Unavailable(sqlx::Error::Protocol(e.to_string())),
+            Self::Config(msg) => Self::Config(msg.clone()),
+            Self::Migrate(e) => Self::Other(sqlx::Error::Protocol(e.to_string())),
+            Self::Other(e) => Self::Other(sqlx::Error::Protocol(e.to_string())),
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
@@ -114,6 +128,14 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Inserts a new link; [`StoreError::Conflict`] if its code exists (even disabled).
     fn insert(&self, link: &Link) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Inserts new links in one transaction: one commit, however many links (the group
+    /// commit of creates). For each link, in order: `true` if it was inserted, `false` if its
+    /// code was taken already. Codes must be distinct within `links`.
+    fn insert_batch(
+        &self,
+        links: &[Link],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
     /// The link with this code, disabled or not.
     fn get(&self, code: &str) -> impl Future<Output = Result<Option<Link>, StoreError>> + Send;
@@ -236,6 +258,9 @@ impl Store for AnyStore {
     }
     async fn insert(&self, link: &Link) -> Result<(), StoreError> {
         delegate!(self, s => s.insert(link))
+    }
+    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<bool>, StoreError> {
+        delegate!(self, s => s.insert_batch(links))
     }
     async fn get(&self, code: &str) -> Result<Option<Link>, StoreError> {
         delegate!(self, s => s.get(code))

@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped};
@@ -189,31 +189,21 @@ impl Store for PostgresStore {
         Ok(links)
     }
 
+    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = insert_skipping(&mut tx, links).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], \
-                                  $5::timestamptz[], $6::text[]) \
-             ON CONFLICT (code) DO NOTHING RETURNING code",
-        )
-        .bind(links.iter().map(|l| l.code.as_str()).collect::<Vec<_>>())
-        .bind(links.iter().map(|l| l.url.as_str()).collect::<Vec<_>>())
-        .bind(links.iter().map(|l| l.created_at).collect::<Vec<_>>())
-        .bind(links.iter().map(|l| l.clicks).collect::<Vec<_>>())
-        .bind(links.iter().map(|l| l.disabled_at).collect::<Vec<_>>())
-        .bind(
-            links
-                .iter()
-                .map(|l| l.disabled_reason.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let inserted: HashSet<String> = inserted.into_iter().collect();
+        let inserted = insert_skipping(&mut tx, links).await?;
         let skipped: Vec<&Link> = links
             .iter()
-            .filter(|l| !inserted.contains(&l.code))
+            .zip(&inserted)
+            .filter(|(_, done)| !**done)
+            .map(|(link, _)| link)
             .collect();
         let existing = if skipped.is_empty() {
             Vec::new()
@@ -287,4 +277,30 @@ impl Store for PostgresStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Inserts `links` within `tx` in one statement, skipping codes that exist already. For each
+/// link, in order: whether it was inserted. (Codes must be distinct within `links`.)
+async fn insert_skipping(tx: &mut PgConnection, links: &[Link]) -> Result<Vec<bool>, StoreError> {
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], \
+                              $5::timestamptz[], $6::text[]) \
+         ON CONFLICT (code) DO NOTHING RETURNING code",
+    )
+    .bind(links.iter().map(|l| l.code.as_str()).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.url.as_str()).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.created_at).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.clicks).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.disabled_at).collect::<Vec<_>>())
+    .bind(
+        links
+            .iter()
+            .map(|l| l.disabled_reason.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let inserted: HashSet<String> = inserted.into_iter().collect();
+    Ok(links.iter().map(|l| inserted.contains(&l.code)).collect())
 }

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, SqlitePool};
+use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
 
 use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped};
 use crate::keys::ApiKeyRecord;
@@ -113,26 +113,22 @@ impl Store for SqliteStore {
         Ok(links)
     }
 
+    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = insert_skipping(&mut tx, links).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut skipped = Vec::new();
-        for link in links {
-            let done = sqlx::query(
-                "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO NOTHING",
-            )
-            .bind(&link.code)
-            .bind(&link.url)
-            .bind(link.created_at)
-            .bind(link.clicks)
-            .bind(link.disabled_at)
-            .bind(&link.disabled_reason)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                skipped.push(link);
-            }
-        }
+        let inserted = insert_skipping(&mut tx, links).await?;
+        let skipped: Vec<&Link> = links
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, done)| !**done)
+            .map(|(link, _)| link)
+            .collect();
         let existing = if skipped.is_empty() {
             Vec::new()
         } else {
@@ -209,4 +205,29 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Inserts `links` within `tx`, skipping codes that exist already. For each link, in order:
+/// whether it was inserted.
+async fn insert_skipping(
+    tx: &mut SqliteConnection,
+    links: &[Link],
+) -> Result<Vec<bool>, StoreError> {
+    let mut inserted = Vec::with_capacity(links.len());
+    for link in links {
+        let done = sqlx::query(
+            "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO NOTHING",
+        )
+        .bind(&link.code)
+        .bind(&link.url)
+        .bind(link.created_at)
+        .bind(link.clicks)
+        .bind(link.disabled_at)
+        .bind(&link.disabled_reason)
+        .execute(&mut *tx)
+        .await?;
+        inserted.push(done.rows_affected() == 1);
+    }
+    Ok(inserted)
 }

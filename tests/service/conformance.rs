@@ -117,6 +117,19 @@ async fn story(store: impl Store) {
     assert_eq!(again.conflicts, vec!["c".to_owned()]);
     assert_eq!(store.get("c").await.unwrap(), Some(existing));
     assert!(store.import(&[]).await.unwrap() == ImportOutcome::default());
+    // A batch inserts what is new and reports, in order, what was taken.
+    let batch = [
+        link("batch1", "https://example.com/1"),
+        link("Abc123", "https://evil.example/again"),
+        link("batch2", "https://example.com/2"),
+    ];
+    assert_eq!(
+        store.insert_batch(&batch).await.unwrap(),
+        vec![true, false, true]
+    );
+    assert_eq!(store.get("batch2").await.unwrap(), Some(batch[2].clone()));
+    assert_eq!(store.get("Abc123").await.unwrap().unwrap().url, first.url);
+    assert_eq!(store.insert_batch(&[]).await.unwrap(), Vec::<bool>::new());
 
     store.close().await;
 }
