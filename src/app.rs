@@ -16,7 +16,7 @@ use tower_http::trace::TraceLayer;
 use url::Url;
 
 use crate::blocklist::Blocklist;
-use crate::cache::{LinkCache, Target};
+use crate::cache::{LinkCache, Lookup, Target};
 use crate::clicks::ClickCounter;
 use crate::config::ServeArgs;
 use crate::error::AppError;
@@ -55,6 +55,8 @@ pub struct Settings {
     pub cache_size: u64,
     /// How long a cached link is trusted.
     pub cache_ttl: Duration,
+    /// How long a code found missing is remembered (zero: not at all).
+    pub cache_negative_ttl: Duration,
     /// How often click counts are written.
     pub click_flush_interval: Duration,
     /// After SIGTERM: how long readiness reports 503 before the listener closes.
@@ -78,6 +80,7 @@ impl Settings {
             public_create: true,
             cache_size: 100_000,
             cache_ttl: Duration::from_secs(30),
+            cache_negative_ttl: Duration::from_secs(5),
             click_flush_interval: Duration::from_secs(1),
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
@@ -106,6 +109,7 @@ impl Settings {
             public_create: args.public_create,
             cache_size: args.cache_size,
             cache_ttl: args.cache_ttl,
+            cache_negative_ttl: args.cache_negative_ttl,
             click_flush_interval: args.click_flush_interval,
             drain_delay: args.drain_delay,
             shutdown_timeout: args.shutdown_timeout,
@@ -118,7 +122,8 @@ impl Settings {
         format!("{}{code}", self.public_url)
     }
 
-    fn url_policy(&self) -> UrlPolicy {
+    /// The rules a target URL must meet under these settings.
+    pub fn url_policy(&self) -> UrlPolicy {
         UrlPolicy {
             max_len: self.max_url_length,
             own_url: self.public_url.clone(),
@@ -187,7 +192,11 @@ impl AppState {
     pub fn with_blocklist(store: AnyStore, settings: Settings, blocklist: Blocklist) -> Self {
         Self(Arc::new(Shared {
             writer: CreateWriter::start(store.clone()),
-            cache: LinkCache::new(settings.cache_size, settings.cache_ttl),
+            cache: LinkCache::new(
+                settings.cache_size,
+                settings.cache_ttl,
+                settings.cache_negative_ttl,
+            ),
             clicks: ClickCounter::default(),
             limits: RateLimits::new(&settings.limits),
             blocklist,
@@ -223,6 +232,8 @@ impl AppState {
                 if !self.writer.insert(link.clone()).await? {
                     return Err(AppError::AliasTaken(code.to_string()));
                 }
+                // Someone may have tried this alias on another instance before it existed.
+                self.store.announce(&link.code).await;
                 link
             }
             None => self.insert_with_fresh_code(&target).await?,
@@ -247,10 +258,13 @@ impl AppState {
 
     /// Where `code` leads, from the cache or the store. `None` when no link has this code.
     pub async fn resolve(&self, code: &str) -> Result<Option<Target>, AppError> {
-        if let Some(hit) = self.cache.get(code) {
-            return Ok(Some(hit));
+        match self.cache.get(code) {
+            Lookup::Hit(target) => return Ok(Some(target)),
+            Lookup::Missing => return Ok(None),
+            Lookup::Unknown => {}
         }
         let Some(link) = self.store.get(code).await? else {
+            self.cache.remember_missing(code);
             return Ok(None);
         };
         let target = Target::from_link(&link);

@@ -36,46 +36,98 @@ impl Target {
     }
 }
 
-/// A bounded cache from code to [`Target`]; a no-op when its size is 0.
-pub struct LinkCache(Option<Cache<String, Target>>);
+/// What the cache knows about a code.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Its target.
+    Hit(Target),
+    /// It was found missing a moment ago.
+    Missing,
+    /// Nothing: ask the store.
+    Unknown,
+}
+
+/// A bounded cache from code to [`Target`], plus a short-lived memory of codes found missing;
+/// a no-op when its size is 0.
+pub struct LinkCache(Option<Caches>);
+
+struct Caches {
+    links: Cache<String, Target>,
+    /// Codes found missing (`None` when negative caching is off).
+    missing: Option<Cache<String, ()>>,
+}
 
 impl LinkCache {
-    /// A cache of at most `size` entries, each trusted for `ttl`.
-    pub fn new(size: u64, ttl: Duration) -> Self {
+    /// A cache of at most `size` links, each trusted for `ttl`, and of at most `size` missing
+    /// codes, each remembered for `negative_ttl` (zero: not remembered).
+    pub fn new(size: u64, ttl: Duration, negative_ttl: Duration) -> Self {
         Self((size > 0).then(|| {
-            Cache::builder()
-                .max_capacity(size)
-                .time_to_live(ttl)
-                .build()
+            Caches {
+                links: Cache::builder()
+                    .max_capacity(size)
+                    .time_to_live(ttl)
+                    .build(),
+                missing: (!negative_ttl.is_zero()).then(|| {
+                    Cache::builder()
+                        .max_capacity(size)
+                        .time_to_live(negative_ttl)
+                        .build()
+                }),
+            }
         }))
     }
 
-    /// The cached target of `code`.
-    pub fn get(&self, code: &str) -> Option<Target> {
-        let hit = self.0.as_ref()?.get(code);
-        let result = if hit.is_some() { "hit" } else { "miss" };
+    /// What is known about `code`.
+    pub fn get(&self, code: &str) -> Lookup {
+        let Some(caches) = &self.0 else {
+            return Lookup::Unknown;
+        };
+        let (lookup, result) = if let Some(target) = caches.links.get(code) {
+            (Lookup::Hit(target), "hit")
+        } else if caches
+            .missing
+            .as_ref()
+            .is_some_and(|m| m.contains_key(code))
+        {
+            (Lookup::Missing, "negative_hit")
+        } else {
+            (Lookup::Unknown, "miss")
+        };
         metrics::counter!("shortener_cache_lookups_total", "result" => result).increment(1);
-        hit
+        lookup
     }
 
     /// Remembers the target of `code`.
     pub fn insert(&self, code: &str, target: Target) {
-        if let Some(cache) = &self.0 {
-            cache.insert(code.to_owned(), target);
+        if let Some(caches) = &self.0 {
+            caches.links.insert(code.to_owned(), target);
+        }
+    }
+
+    /// Remembers, for the negative TTL, that no link has this code.
+    pub fn remember_missing(&self, code: &str) {
+        if let Some(missing) = self.0.as_ref().and_then(|c| c.missing.as_ref()) {
+            missing.insert(code.to_owned(), ());
         }
     }
 
     /// Forgets everything (changes may have been missed).
     pub fn invalidate_all(&self) {
-        if let Some(cache) = &self.0 {
-            cache.invalidate_all();
+        if let Some(caches) = &self.0 {
+            caches.links.invalidate_all();
+            if let Some(missing) = &caches.missing {
+                missing.invalidate_all();
+            }
         }
     }
 
-    /// Forgets `code` (it was changed here or on another instance).
+    /// Forgets `code` (it was created, changed or removed, here or on another instance).
     pub fn invalidate(&self, code: &str) {
-        if let Some(cache) = &self.0 {
-            cache.invalidate(code);
+        if let Some(caches) = &self.0 {
+            caches.links.invalidate(code);
+            if let Some(missing) = &caches.missing {
+                missing.invalidate(code);
+            }
         }
     }
 }

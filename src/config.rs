@@ -266,6 +266,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SHORTENER_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub cache_ttl: Duration,
 
+    /// How long a code found missing is remembered, so floods of unknown codes do not reach
+    /// the database (0 disables). Creating a link clears its entry on this instance, and on
+    /// Postgres a new custom alias clears it on every instance at once.
+    #[arg(long, env = "SHORTENER_CACHE_NEGATIVE_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub cache_negative_ttl: Duration,
+
     /// How often click counts are written to the database.
     #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub click_flush_interval: Duration,

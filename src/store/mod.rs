@@ -206,6 +206,17 @@ pub enum AnyStore {
 }
 
 impl AnyStore {
+    /// Tells the other instances that `code` changed or now exists, so they drop what they
+    /// cached about it (Postgres `NOTIFY`; nothing to do on SQLite, which has one instance).
+    /// Best effort: a failure is logged, and caches expire by themselves.
+    pub async fn announce(&self, code: &str) {
+        if let Self::Postgres(pg) = self {
+            if let Err(e) = pg.announce(code).await {
+                tracing::warn!(error = %e, %code, "could not announce a change to other instances");
+            }
+        }
+    }
+
     /// A short name of the backend, for logs.
     pub fn backend(&self) -> &'static str {
         match self {

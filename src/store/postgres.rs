@@ -27,6 +27,16 @@ pub const CHANGES_CHANNEL: &str = "shortener_link_changes";
 const COLUMNS: &str = "code, url, created_at, clicks, disabled_at, disabled_reason";
 
 impl PostgresStore {
+    /// Announces that `code` changed to every instance listening (see [`Self::follow_changes`]).
+    pub async fn announce(&self, code: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(code)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Opens a pool on a `postgres://` URL (`sslmode=require` and friends are honoured).
     pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
         let mut connect = PgConnectOptions::from_str(url)

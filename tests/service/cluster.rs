@@ -141,6 +141,28 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
         "deletion seen by all 3 instances after {:?}",
         deleted.elapsed()
     );
+    // An alias looked up (404, remembered as missing) on every instance, then created through
+    // one: every instance resolves it at once, not after the negative-cache TTL.
+    for b in &instances {
+        let r = client.get(b.url("/later-alias")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let r = client
+        .post(instances[2].url("/api/v1/links"))
+        .json(&json!({ "url": "https://example.com/later", "slug": "later-alias" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created = Instant::now();
+    for b in &instances {
+        wait_for_status(&client, &b.url("/later-alias"), 302, Duration::from_secs(1)).await;
+    }
+    eprintln!(
+        "new alias resolved by all 3 instances after {:?}",
+        created.elapsed()
+    );
+
     drop(nginx);
     for b in instances {
         assert!(b.terminate().success());

@@ -69,6 +69,39 @@ async fn unknown_codes_get_a_real_404_page() {
 }
 
 #[tokio::test]
+async fn unknown_codes_are_remembered_briefly_and_creating_clears_them() {
+    let app = TestApp::spawn_on(TestDb::sqlite(), |s| {
+        s.cache_negative_ttl = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    assert_eq!(app.get("/sneaky").await.status(), 404);
+    // Written behind the service's back: the remembered miss still answers, without asking
+    // the database.
+    let target = shortener::link::TargetUrl::parse(
+        "https://example.com/sneaky",
+        &app.state.settings.url_policy(),
+    )
+    .unwrap();
+    let code = shortener::link::ShortCode::parse_alias("sneaky").unwrap();
+    let link = shortener::link::Link::new(&code, &target);
+    app.state.store.insert(&link).await.unwrap();
+    assert_eq!(app.get("/sneaky").await.status(), 404);
+
+    // Created through the service: the miss is forgotten at once.
+    assert_eq!(app.get("/fresh-alias").await.status(), 404);
+    let r = app
+        .client
+        .post(app.url("/api/v1/links"))
+        .json(&serde_json::json!({ "url": "https://example.com/fresh", "slug": "fresh-alias" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(app.get("/fresh-alias").await.status(), 302);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn disabled_links_answer_410() {
     let app = TestApp::spawn().await;
     let code = app.create("https://example.com/bad").await;
