@@ -74,8 +74,10 @@ check() {
     die "the instance on $name did not become ready"
   }
   note "schemathesis against $name"
-  if ! SHORTENER_API_KEY=$key "$VENV/bin/st" --config-file tests/api/schemathesis.toml --no-color \
-    run "http://127.0.0.1:$port/api/v1/openapi.json"; then
+  # Run from the work dir: schemathesis keeps its cache in the current directory.
+  if ! (cd "$work" && SHORTENER_API_KEY=$key "$VENV/bin/st" \
+    --config-file "$ROOT/tests/api/schemathesis.toml" --no-color \
+    run "http://127.0.0.1:$port/api/v1/openapi.json"); then
     note "the server's log tail:"
     tail -n 40 "$log" >&2
     die "the API does not match its OpenAPI document on $name"
