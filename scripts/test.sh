@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and integration tests on SQLite
-# and on a throwaway Postgres server, then the deployment and Terraform checks.
+# and on a throwaway Postgres server (faults, soak and a real browser included), the API
+# checked against its OpenAPI document, the deployment and Terraform checks, a bounded fuzzing
+# run and the quick benchmark.
 #
 # Usage: scripts/test.sh
 # Installs what it needs that a fresh machine lacks; starts and stops its own servers.
@@ -11,7 +13,13 @@ step() { printf '\n==> %s\n' "$*"; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/shortener-test.XXXXXX")
 chmod 0755 "$work"
+terraform_pid=
 cleanup() {
+  if [[ -n $terraform_pid ]] && kill -0 "$terraform_pid" 2>/dev/null; then
+    # Its own process group: stop terraform and the local AWS endpoint with it.
+    kill -- -"$terraform_pid" 2>/dev/null || true
+    wait "$terraform_pid" 2>/dev/null || true
+  fi
   if [[ -d ${SHORTENER_SCREENSHOTS:-} ]]; then
     echo "browser screenshots: ${SHORTENER_SCREENSHOTS}"
   fi
@@ -40,6 +48,12 @@ export CI=${CI:-true}
 SHORTENER_SCREENSHOTS=$PWD/target/screenshots
 export SHORTENER_SCREENSHOTS
 
+# The Terraform checks need nothing that cargo builds and spend most of their time waiting on
+# a local AWS endpoint: run them beside everything else, and report them at the end.
+step "scripts/check-terraform.sh (in the background, reported at the end)"
+setsid scripts/check-terraform.sh >"$work/terraform.log" 2>&1 &
+terraform_pid=$!
+
 step "formatting"
 cargo fmt --all -- --check
 
@@ -54,11 +68,26 @@ echo "Postgres at ${SHORTENER_TEST_POSTGRES_URL}"
 step "tests"
 cargo test --locked
 
-for check in scripts/check-api.sh scripts/check-deploy.sh scripts/check-terraform.sh; do
-  if [[ -x $check ]]; then
-    step "$check"
-    "$check"
-  fi
-done
+step "scripts/check-api.sh"
+scripts/check-api.sh
+
+step "scripts/check-deploy.sh"
+scripts/check-deploy.sh
+
+step "scripts/fuzz.sh (bounded)"
+# No sanitizer in CI: the crate forbids unsafe code, and it builds in half the time.
+FUZZ_SANITIZER=none scripts/fuzz.sh 60
+
+step "scripts/bench.sh --quick --profile dev (keeps the benchmark working; figures not judged)"
+scripts/bench.sh --quick --profile dev
+
+step "scripts/check-terraform.sh"
+if wait "$terraform_pid"; then
+  cat "$work/terraform.log"
+else
+  cat "$work/terraform.log"
+  echo "scripts/check-terraform.sh failed" >&2
+  exit 1
+fi
 
 step "all tests passed"
