@@ -3,10 +3,10 @@
 //! Entries live at most `ttl`: with several instances, that bounds how long a link deleted
 //! through one instance can still redirect through another.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 
 use crate::link::Link;
 
@@ -49,31 +49,28 @@ pub enum Lookup {
 
 /// A bounded cache from code to [`Target`], plus a short-lived memory of codes found missing;
 /// a no-op when its size is 0.
+///
+/// `quick_cache` (sharded, read-locked, S3-FIFO eviction) keeps a hit to a hash, a shared lock
+/// and a clone; expiry is checked on read against the time each entry was stored, so no
+/// background task runs and an expired entry is simply replaced on its next miss.
 pub struct LinkCache(Option<Caches>);
 
 struct Caches {
-    links: Cache<String, Target>,
-    /// Codes found missing (`None` when negative caching is off).
-    missing: Option<Cache<String, ()>>,
+    links: Cache<String, (Instant, Target)>,
+    ttl: Duration,
+    /// Codes found missing, with the time they were (`None` when negative caching is off).
+    missing: Option<(Cache<String, Instant>, Duration)>,
 }
 
 impl LinkCache {
     /// A cache of at most `size` links, each trusted for `ttl`, and of at most `size` missing
     /// codes, each remembered for `negative_ttl` (zero: not remembered).
     pub fn new(size: u64, ttl: Duration, negative_ttl: Duration) -> Self {
-        Self((size > 0).then(|| {
-            Caches {
-                links: Cache::builder()
-                    .max_capacity(size)
-                    .time_to_live(ttl)
-                    .build(),
-                missing: (!negative_ttl.is_zero()).then(|| {
-                    Cache::builder()
-                        .max_capacity(size)
-                        .time_to_live(negative_ttl)
-                        .build()
-                }),
-            }
+        let capacity = usize::try_from(size).unwrap_or(usize::MAX);
+        Self((size > 0).then(|| Caches {
+            links: Cache::new(capacity),
+            ttl,
+            missing: (!negative_ttl.is_zero()).then(|| (Cache::new(capacity), negative_ttl)),
         }))
     }
 
@@ -82,16 +79,15 @@ impl LinkCache {
         let Some(caches) = &self.0 else {
             return Lookup::Unknown;
         };
-        let (lookup, result) = if let Some(target) = caches.links.get(code) {
-            (Lookup::Hit(target), "hit")
-        } else if caches
-            .missing
-            .as_ref()
-            .is_some_and(|m| m.contains_key(code))
-        {
-            (Lookup::Missing, "negative_hit")
-        } else {
-            (Lookup::Unknown, "miss")
+        let fresh = |stored: Instant, ttl: Duration| stored.elapsed() < ttl;
+        let (lookup, result) = match caches.links.get(code) {
+            Some((stored, target)) if fresh(stored, caches.ttl) => (Lookup::Hit(target), "hit"),
+            _ => match &caches.missing {
+                Some((missing, ttl)) if missing.get(code).is_some_and(|t| fresh(t, *ttl)) => {
+                    (Lookup::Missing, "negative_hit")
+                }
+                _ => (Lookup::Unknown, "miss"),
+            },
         };
         metrics::counter!("shortener_cache_lookups_total", "result" => result).increment(1);
         lookup
@@ -100,23 +96,25 @@ impl LinkCache {
     /// Remembers the target of `code`.
     pub fn insert(&self, code: &str, target: Target) {
         if let Some(caches) = &self.0 {
-            caches.links.insert(code.to_owned(), target);
+            caches
+                .links
+                .insert(code.to_owned(), (Instant::now(), target));
         }
     }
 
     /// Remembers, for the negative TTL, that no link has this code.
     pub fn remember_missing(&self, code: &str) {
-        if let Some(missing) = self.0.as_ref().and_then(|c| c.missing.as_ref()) {
-            missing.insert(code.to_owned(), ());
+        if let Some((missing, _)) = self.0.as_ref().and_then(|c| c.missing.as_ref()) {
+            missing.insert(code.to_owned(), Instant::now());
         }
     }
 
     /// Forgets everything (changes may have been missed).
     pub fn invalidate_all(&self) {
         if let Some(caches) = &self.0 {
-            caches.links.invalidate_all();
-            if let Some(missing) = &caches.missing {
-                missing.invalidate_all();
+            caches.links.clear();
+            if let Some((missing, _)) = &caches.missing {
+                missing.clear();
             }
         }
     }
@@ -124,9 +122,9 @@ impl LinkCache {
     /// Forgets `code` (it was created, changed or removed, here or on another instance).
     pub fn invalidate(&self, code: &str) {
         if let Some(caches) = &self.0 {
-            caches.links.invalidate(code);
-            if let Some(missing) = &caches.missing {
-                missing.invalidate(code);
+            caches.links.remove(code);
+            if let Some((missing, _)) = &caches.missing {
+                missing.remove(code);
             }
         }
     }
