@@ -198,6 +198,7 @@ fn parse_code(code: Result<Path<String>, PathRejection>) -> Result<ShortCode, Ap
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Return links whose codes sort after this one (the `next` of the previous page).
+    #[param(pattern = "^[A-Za-z0-9_-]{0,64}$")]
     after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -240,7 +241,19 @@ pub(crate) async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(AppError::BadRequest("limit must be between 1 and 1000".into()).into());
     }
-    let links = state.store.page(params.after.as_deref(), limit).await?;
+    // A cursor is a code: anything else (a NUL byte, say, which Postgres cannot even compare)
+    // is refused before it reaches the database.
+    // An empty cursor is the first page, as if absent.
+    let after = match params.after.as_deref().filter(|a| !a.is_empty()) {
+        Some(after) => Some(ShortCode::parse(after).ok_or_else(|| {
+            AppError::BadRequest("after must be a code, the `next` of a previous page".into())
+        })?),
+        None => None,
+    };
+    let links = state
+        .store
+        .page(after.as_ref().map(ShortCode::as_str), limit)
+        .await?;
     let next = (links.len() == limit as usize)
         .then(|| links.last().map(|l| l.code.clone()))
         .flatten();
