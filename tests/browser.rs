@@ -535,7 +535,7 @@ impl Harness {
     async fn console(&self) -> Step<Vec<ConsoleEntry>> {
         let fresh = self
             .browser
-            .issue_cmd(ReadBrowserLog)
+            .issue_cmd(SessionPost::browser_log())
             .await
             .during("read the browser's console log")?;
         let fresh: Vec<ConsoleEntry> = serde_json::from_value(fresh.clone())
@@ -586,7 +586,7 @@ impl Harness {
     /// extension; false when the driver refuses (then the test cannot read the clipboard).
     async fn grant(&self, permission: &'static str) -> bool {
         self.browser
-            .issue_cmd(SetPermission(permission))
+            .issue_cmd(SessionPost::grant(permission))
             .await
             .is_ok()
     }
@@ -710,48 +710,46 @@ impl Harness {
     }
 }
 
-/// The W3C WebDriver "Set Permission" command (Permissions API extension), which fantoccini
-/// does not wrap.
+/// A `POST session/{id}/PATH` WebDriver command that fantoccini does not wrap: the W3C
+/// "Set Permission" command (Permissions API extension) and chromedriver's "get log" for the
+/// browser console (each call returns the entries since the last one).
 #[derive(Debug)]
-struct SetPermission(&'static str);
+struct SessionPost {
+    path: &'static str,
+    body: serde_json::Value,
+}
 
-impl WebDriverCompatibleCommand for SetPermission {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/permissions",
-            session_id.unwrap_or_default()
-        ))
+impl SessionPost {
+    fn grant(permission: &str) -> Self {
+        Self {
+            path: "permissions",
+            body: serde_json::json!({ "descriptor": { "name": permission }, "state": "granted" }),
+        }
     }
 
-    fn method_and_body(&self, _request_url: &url::Url) -> (Method, Option<String>) {
-        let body = serde_json::json!({ "descriptor": { "name": self.0 }, "state": "granted" });
-        (Method::POST, Some(body.to_string()))
+    fn browser_log() -> Self {
+        Self {
+            path: "se/log",
+            body: serde_json::json!({ "type": "browser" }),
+        }
     }
 }
 
-/// chromedriver's "get log" command for the browser console (not part of W3C WebDriver, so
-/// not wrapped by fantoccini). Each call returns the entries since the last one.
-#[derive(Debug)]
-struct ReadBrowserLog;
-
-impl WebDriverCompatibleCommand for ReadBrowserLog {
+impl WebDriverCompatibleCommand for SessionPost {
     fn endpoint(
         &self,
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
         base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
         ))
     }
 
     fn method_and_body(&self, _request_url: &url::Url) -> (Method, Option<String>) {
-        (Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+        (Method::POST, Some(self.body.to_string()))
     }
 }
 

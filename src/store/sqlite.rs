@@ -52,19 +52,11 @@ impl Store for SqliteStore {
     }
 
     async fn insert(&self, link: &Link) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&link.code)
-        .bind(&link.url)
-        .bind(link.created_at)
-        .bind(link.clicks)
-        .bind(link.disabled_at)
-        .bind(&link.disabled_reason)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        match insert_skipping(&mut conn, std::slice::from_ref(link)).await?[..] {
+            [true] => Ok(()),
+            _ => Err(StoreError::Conflict),
+        }
     }
 
     async fn get(&self, code: &str) -> Result<Option<Link>, StoreError> {
