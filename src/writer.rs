@@ -4,8 +4,6 @@
 //! one transaction commits, the creates that arrive queue up and go together in the next, so
 //! one fsync serves many requests under load and nothing waits at low load.
 
-use std::collections::HashSet;
-
 use tokio::sync::{mpsc, oneshot};
 
 use crate::link::Link;
@@ -60,25 +58,18 @@ async fn run(store: AnyStore, mut pending: mpsc::Receiver<Pending>) {
 
 /// Writes one batch and answers every create in it.
 async fn write(store: &AnyStore, batch: &mut Vec<Pending>) {
-    // Two creates of one alias in the same batch: the first wins, the second is a conflict,
-    // exactly as if they had come one after the other.
-    let mut seen = HashSet::with_capacity(batch.len());
-    let (fresh, repeated): (Vec<Pending>, Vec<Pending>) = batch
-        .drain(..)
-        .partition(|p| seen.insert(p.link.code.clone()));
-    for p in repeated {
-        let _ = p.reply.send(Ok(false));
-    }
-    let links: Vec<Link> = fresh.iter().map(|p| p.link.clone()).collect();
+    // Two creates of one alias in the same batch: the store inserts the first and reports the
+    // second as taken, exactly as if they had come one after the other.
+    let links: Vec<Link> = batch.iter().map(|p| p.link.clone()).collect();
     metrics::counter!("shortener_create_batches_total").increment(1);
     match store.insert_batch(&links).await {
         Ok(inserted) => {
-            for (p, done) in fresh.into_iter().zip(inserted) {
+            for (p, done) in batch.drain(..).zip(inserted) {
                 let _ = p.reply.send(Ok(done));
             }
         }
         Err(e) => {
-            for p in fresh {
+            for p in batch.drain(..) {
                 let _ = p.reply.send(Err(e.for_each_waiter()));
             }
         }

@@ -131,7 +131,7 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Inserts new links in one transaction: one commit, however many links (the group
     /// commit of creates). For each link, in order: `true` if it was inserted, `false` if its
-    /// code was taken already. Codes must be distinct within `links`.
+    /// code was taken already (also by an earlier link of the same batch).
     fn insert_batch(
         &self,
         links: &[Link],

@@ -282,7 +282,8 @@ impl Store for PostgresStore {
 }
 
 /// Inserts `links` within `tx` in one statement, skipping codes that exist already. For each
-/// link, in order: whether it was inserted. (Codes must be distinct within `links`.)
+/// link, in order: whether it was inserted (a code repeated within `links` counts once, for
+/// its first occurrence).
 async fn insert_skipping(tx: &mut PgConnection, links: &[Link]) -> Result<Vec<bool>, StoreError> {
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
@@ -303,6 +304,6 @@ async fn insert_skipping(tx: &mut PgConnection, links: &[Link]) -> Result<Vec<bo
     )
     .fetch_all(&mut *tx)
     .await?;
-    let inserted: HashSet<String> = inserted.into_iter().collect();
-    Ok(links.iter().map(|l| inserted.contains(&l.code)).collect())
+    let mut inserted: HashSet<String> = inserted.into_iter().collect();
+    Ok(links.iter().map(|l| inserted.remove(&l.code)).collect())
 }

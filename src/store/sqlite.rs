@@ -8,6 +8,7 @@
 //!   paid once per batch, not per click.
 //! - `busy_timeout=5s`: concurrent writers (the flusher, creates) queue instead of failing.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -207,27 +208,36 @@ impl Store for SqliteStore {
     }
 }
 
+/// Rows per `INSERT` statement: 6 bound values each, well under SQLite's limit of 32,766.
+const ROWS_PER_INSERT: usize = 1000;
+
 /// Inserts `links` within `tx`, skipping codes that exist already. For each link, in order:
-/// whether it was inserted.
+/// whether it was inserted (a code repeated within `links` counts once, for its first
+/// occurrence).
+///
+/// One multi-row statement per [`ROWS_PER_INSERT`] links, not one per link: each statement is
+/// a round trip to the driver's worker thread, and bulk imports and busy create batches would
+/// spend their time there.
 async fn insert_skipping(
     tx: &mut SqliteConnection,
     links: &[Link],
 ) -> Result<Vec<bool>, StoreError> {
-    let mut inserted = Vec::with_capacity(links.len());
-    for link in links {
-        let done = sqlx::query(
-            "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO NOTHING",
-        )
-        .bind(&link.code)
-        .bind(&link.url)
-        .bind(link.created_at)
-        .bind(link.clicks)
-        .bind(link.disabled_at)
-        .bind(&link.disabled_reason)
-        .execute(&mut *tx)
-        .await?;
-        inserted.push(done.rows_affected() == 1);
+    let mut inserted = HashSet::with_capacity(links.len());
+    for chunk in links.chunks(ROWS_PER_INSERT) {
+        let mut query = QueryBuilder::new(
+            "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) ",
+        );
+        query.push_values(chunk, |mut row, link| {
+            row.push_bind(&link.code)
+                .push_bind(&link.url)
+                .push_bind(link.created_at)
+                .push_bind(link.clicks)
+                .push_bind(link.disabled_at)
+                .push_bind(&link.disabled_reason);
+        });
+        query.push(" ON CONFLICT (code) DO NOTHING RETURNING code");
+        let codes: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+        inserted.extend(codes);
     }
-    Ok(inserted)
+    Ok(links.iter().map(|l| inserted.remove(&l.code)).collect())
 }

@@ -130,6 +130,19 @@ async fn story(store: impl Store) {
     assert_eq!(store.get("batch2").await.unwrap(), Some(batch[2].clone()));
     assert_eq!(store.get("Abc123").await.unwrap().unwrap().url, first.url);
     assert_eq!(store.insert_batch(&[]).await.unwrap(), Vec::<bool>::new());
+    // The same code twice in one batch: the first wins, as if they came one after the other.
+    let twice = [
+        link("twice", "https://example.com/first"),
+        link("twice", "https://example.com/second"),
+    ];
+    assert_eq!(store.insert_batch(&twice).await.unwrap(), vec![true, false]);
+    assert_eq!(store.get("twice").await.unwrap(), Some(twice[0].clone()));
+    // More links than one statement takes.
+    let many: Vec<Link> = (0..2500)
+        .map(|i| link(&format!("many{i}"), "https://example.com/many"))
+        .collect();
+    let inserted = store.insert_batch(&many).await.unwrap();
+    assert!(inserted.iter().all(|done| *done) && inserted.len() == 2500);
 
     store.close().await;
 }
