@@ -61,8 +61,8 @@ pub struct CopyArgs {
     /// Database to write to; migrated first.
     #[arg(long)]
     pub to: String,
-    /// Links per batch (one transaction each).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Links per batch (one transaction each; larger batches write each index page fewer times).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
 }
 
@@ -86,8 +86,8 @@ pub struct ImportArgs {
     /// File to read; standard input when omitted.
     #[arg(long, short)]
     pub input: Option<std::path::PathBuf>,
-    /// Links per batch (one transaction each).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Links per batch (one transaction each; larger batches write each index page fewer times).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
 }
 

@@ -7,6 +7,9 @@
 //!   crash of the process *and* of the machine. Clicks are flushed in batches, so the cost is
 //!   paid once per batch, not per click.
 //! - `busy_timeout=5s`: concurrent writers (the flusher, creates) queue instead of failing.
+//! - `cache_size`: 16 MiB per connection instead of 2 MiB (see [`CACHE_KIB`]).
+//! - no `mmap_size`: mapped pages would count as the service's resident memory, and reads
+//!   already come from the OS page cache.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -25,6 +28,11 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+/// Page cache of each connection, in KiB (SQLite's default is 2 MiB). Filled on demand, so an
+/// idle connection costs nothing; inserts of random codes into a large table touch pages all
+/// over the index, and a 2 MiB cache turns each into a read from the OS.
+const CACHE_KIB: u32 = 16 * 1024;
+
 const COLUMNS: &str = "code, url, created_at, clicks, disabled_at, disabled_reason";
 
 impl SqliteStore {
@@ -36,7 +44,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", format!("-{}", CACHE_KIB));
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
