@@ -191,6 +191,7 @@ impl DatabaseArgs {
             max_connections: self.db_max_connections,
             acquire_timeout: self.db_acquire_timeout,
             statement_cache: self.db_statement_cache,
+            ..PoolOptions::default()
         }
     }
 }

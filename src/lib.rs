@@ -85,7 +85,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             .await
         }
         Some(Command::Import(args)) => {
-            with_store(&args.database, async |store| {
+            let bulk = args.database.pool_options().for_bulk();
+            with_store_options(&args.database, &bulk, async |store| {
                 Ok(transfer::import(&args, store).await?)
             })
             .await
@@ -126,7 +127,16 @@ async fn with_store(
     db: &DatabaseArgs,
     f: impl AsyncFnOnce(&AnyStore) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
-    let store = open_store(&db.database_url, &db.pool_options(), db.db_connect_timeout).await?;
+    with_store_options(db, &db.pool_options(), f).await
+}
+
+/// Like [`with_store`], with pool options of the caller's.
+async fn with_store_options(
+    db: &DatabaseArgs,
+    options: &PoolOptions,
+    f: impl AsyncFnOnce(&AnyStore) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    let store = open_store(&db.database_url, options, db.db_connect_timeout).await?;
     let result = f(&store).await;
     store.close().await;
     result

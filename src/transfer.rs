@@ -46,7 +46,7 @@ fn listing(items: &[String]) -> String {
 
 /// `shortener copy`: every link of `--from` into `--to`, then a check that it all arrived.
 pub async fn copy(args: &CopyArgs) -> Result<(), TransferError> {
-    let options = PoolOptions::default();
+    let options = PoolOptions::default().for_bulk();
     let source = crate::open_store(&args.from, &options, options.acquire_timeout).await?;
     let target = crate::open_store(&args.to, &options, options.acquire_timeout).await?;
     let total = source.count().await?;
