@@ -324,6 +324,16 @@ impl Store for AnyStore {
     }
 }
 
+/// The links of a batch insert that were not inserted (`inserted` as the insert reported it).
+fn skipped<'a>(links: &'a [Link], inserted: &[bool]) -> Vec<&'a Link> {
+    links
+        .iter()
+        .zip(inserted)
+        .filter(|(_, done)| !**done)
+        .map(|(link, _)| link)
+        .collect()
+}
+
 /// Splits the codes of `batch` that an insert skipped into unchanged and conflicting, by
 /// comparing with what the database holds.
 fn classify_skipped(batch: &[Link], skipped: &[&Link], existing: &[Link]) -> ImportOutcome {

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped};
+use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped, skipped};
 use crate::keys::ApiKeyRecord;
 use crate::link::{Link, now};
 
@@ -201,12 +201,7 @@ impl Store for PostgresStore {
     async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = insert_skipping(&mut tx, links).await?;
-        let skipped: Vec<&Link> = links
-            .iter()
-            .zip(&inserted)
-            .filter(|(_, done)| !**done)
-            .map(|(link, _)| link)
-            .collect();
+        let skipped = skipped(links, &inserted);
         let existing = if skipped.is_empty() {
             Vec::new()
         } else {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
 
-use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped};
+use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped, skipped};
 use crate::keys::ApiKeyRecord;
 use crate::link::{Link, now};
 
@@ -130,12 +130,7 @@ impl Store for SqliteStore {
     async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = insert_skipping(&mut tx, links).await?;
-        let skipped: Vec<&Link> = links
-            .iter()
-            .zip(&inserted)
-            .filter(|(_, done)| !**done)
-            .map(|(link, _)| link)
-            .collect();
+        let skipped = skipped(links, &inserted);
         let existing = if skipped.is_empty() {
             Vec::new()
         } else {
