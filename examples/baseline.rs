@@ -2,8 +2,9 @@
 //! service's redirect path is compared, side by side, with the least a server must do to
 //! answer the same request. None of this is used by the service.
 //!
-//! Every mode is bare axum on the same Tokio runtime as the service (`#[tokio::main]`: the
-//! multi-threaded runtime, one worker per CPU the process may run on) and answers
+//! Every mode is bare axum on the same Tokio runtime and allocator as the service
+//! (`#[tokio::main]`: the multi-threaded runtime, one worker per CPU the process may run on;
+//! mimalloc) and answers
 //! `GET /{code}` with `302 Found` and the link's `Location`, or `404` for an unknown code:
 //!
 //! - `map`: looks the code up in an in-memory `HashMap`, loaded at start from the links of
@@ -75,6 +76,10 @@ const SELECT_URL_SQLITE: &str = "SELECT url FROM links WHERE code = ?";
 const SELECT_URL_POSTGRES: &str = "SELECT url FROM links WHERE code = $1";
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// The service's allocator, so the comparison is of the request path, not of allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Failure> {

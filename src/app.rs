@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use std::convert::Infallible;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::Response;
+use tower::{Layer, Service};
 use url::Url;
 
 use crate::blocklist::Blocklist;
@@ -24,6 +23,7 @@ use crate::link::{Link, ShortCode, TargetUrl, UrlError, UrlPolicy};
 use crate::ratelimit::{LimitSettings, RateLimits};
 use crate::routes;
 use crate::store::{AnyStore, Store, StoreError};
+use crate::track::TrackLayer;
 use crate::writer::CreateWriter;
 
 /// Generated codes are retried this many times on a unique-key conflict. With the default
@@ -273,28 +273,14 @@ impl AppState {
     }
 }
 
-/// The public router with every layer. Metrics are served elsewhere ([`crate::metrics`]).
-pub fn router(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    let timeout = state.settings.request_timeout;
-    let body_limit = state.settings.body_limit;
-    routes::routes()
-        .with_state(state)
-        // `Router::layer` wraps each route, so the route template is known to these layers.
-        .layer(axum::middleware::from_fn(crate::metrics::track))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::request_span))
-        .layer(SetRequestIdLayer::new(
-            request_id,
-            crate::telemetry::RequestIds::default(),
-        ))
+/// The public service: the routes, in the request layer ([`crate::track`]).
+pub fn router(
+    state: AppState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
+    let track = TrackLayer::new(state.settings.request_timeout);
+    track.layer(routes::routes(state.settings.body_limit).with_state(state))
 }

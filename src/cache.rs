@@ -80,16 +80,19 @@ impl LinkCache {
             return Lookup::Unknown;
         };
         let fresh = |stored: Instant, ttl: Duration| stored.elapsed() < ttl;
-        let (lookup, result) = match caches.links.get(code) {
-            Some((stored, target)) if fresh(stored, caches.ttl) => (Lookup::Hit(target), "hit"),
+        let counters = crate::metrics::hot();
+        let (lookup, counter) = match caches.links.get(code) {
+            Some((stored, target)) if fresh(stored, caches.ttl) => {
+                (Lookup::Hit(target), &counters.cache_hit)
+            }
             _ => match &caches.missing {
                 Some((missing, ttl)) if missing.get(code).is_some_and(|t| fresh(t, *ttl)) => {
-                    (Lookup::Missing, "negative_hit")
+                    (Lookup::Missing, &counters.cache_negative_hit)
                 }
-                _ => (Lookup::Unknown, "miss"),
+                _ => (Lookup::Unknown, &counters.cache_miss),
             },
         };
-        metrics::counter!("shortener_cache_lookups_total", "result" => result).increment(1);
+        counter.increment(1);
         lookup
     }
 

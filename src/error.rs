@@ -58,6 +58,9 @@ pub enum AppError {
     /// The database cannot be reached right now.
     #[error("the service is temporarily unavailable; please try again in a moment")]
     Unavailable(#[source] StoreError),
+    /// The request took longer than the request timeout.
+    #[error("the request took too long; please try again in a moment")]
+    Timeout,
     /// A fault of the service itself.
     #[error("something went wrong on our side; please try again later")]
     Internal(#[source] StoreError),
@@ -79,7 +82,7 @@ impl AppError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::CreateRestricted => StatusCode::FORBIDDEN,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,6 +104,7 @@ impl AppError {
             Self::RateLimited(_) => "rate_limited",
             Self::CreateRestricted => "create_restricted",
             Self::Unavailable(_) => "unavailable",
+            Self::Timeout => "timeout",
             Self::Internal(_) => "internal",
         }
     }
@@ -119,12 +123,54 @@ impl AppError {
         }
     }
 
-    /// Logs server-side failures with their cause; client mistakes are not errors of ours.
-    fn log(&self) {
-        match self {
-            Self::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
-            Self::Internal(cause) => tracing::error!(error = %cause, "internal error"),
-            other => tracing::debug!(error = %other, "request refused"),
+    /// Attaches server-side failures, with their cause, to `response`, for the request layer
+    /// to log once with the request id ([`crate::track`]); client mistakes are not errors of
+    /// ours and are only traced at debug level.
+    fn attach_failure(&self, response: &mut Response) {
+        let failure = match self {
+            Self::Unavailable(cause) => Failure::warn(format!("database unavailable: {cause}")),
+            Self::Timeout => Failure::warn("request timed out".to_owned()),
+            Self::Internal(cause) => Failure::error(format!("internal error: {cause}")),
+            other => {
+                tracing::debug!(error = %other, "request refused");
+                return;
+            }
+        };
+        response.extensions_mut().insert(failure);
+    }
+}
+
+/// A server-side failure behind a response, logged by [`crate::track`] with the request id
+/// and route of the request it failed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// An error (our fault) rather than a warning (a dependency's).
+    is_error: bool,
+    cause: String,
+}
+
+impl Failure {
+    fn warn(cause: String) -> Self {
+        Self {
+            is_error: false,
+            cause,
+        }
+    }
+
+    fn error(cause: String) -> Self {
+        Self {
+            is_error: true,
+            cause,
+        }
+    }
+
+    /// Logs the failure of one request.
+    pub fn log(&self, route: &str, status: StatusCode, request_id: &str) {
+        let (cause, status) = (&self.cause, status.as_u16());
+        if self.is_error {
+            tracing::error!(route, status, request_id, error = %cause, "request failed");
+        } else {
+            tracing::warn!(route, status, request_id, error = %cause, "request failed");
         }
     }
 }
@@ -197,7 +243,6 @@ pub struct ErrorDetail {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        e.log();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: e.code(),
@@ -206,6 +251,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (e.status(), Json(body)).into_response();
         e.add_headers(&mut response);
+        e.attach_failure(&mut response);
         response
     }
 }
@@ -223,9 +269,9 @@ impl<E: Into<AppError>> From<E> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let e = self.0;
-        e.log();
         let mut response = views::error_page(e.status(), &e.to_string()).into_response();
         e.add_headers(&mut response);
+        e.attach_failure(&mut response);
         response
     }
 }

@@ -23,6 +23,7 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod track;
 pub mod transfer;
 pub mod views;
 pub mod writer;

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -45,6 +46,11 @@ pub struct RateLimits {
     not_found: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Clients over their not-found budget, with when they may look up again.
     blocked: Cache<IpAddr, Instant>,
+    /// The latest time until which any client is blocked, in milliseconds since `epoch`:
+    /// while it is past, nobody is blocked and a lookup skips the cache above (the common
+    /// case, on every redirect).
+    blocked_until_ms: AtomicU64,
+    epoch: Instant,
 }
 
 fn limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
@@ -61,6 +67,8 @@ impl RateLimits {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            blocked_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -79,7 +87,9 @@ impl RateLimits {
     /// Refuses lookups from a client that is over its not-found budget.
     pub fn check_lookup(&self, ip: IpAddr) -> Result<(), AppError> {
         // With the limit off nobody is ever blocked: keep the redirect path free of the lookup.
-        if self.not_found.is_none() {
+        if self.not_found.is_none()
+            || self.millis(Instant::now()) > self.blocked_until_ms.load(Ordering::Relaxed)
+        {
             return Ok(());
         }
         match self.blocked.get(&ip) {
@@ -97,10 +107,17 @@ impl RateLimits {
         };
         limiter.check_key(&ip).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            self.blocked.insert(ip, Instant::now() + wait);
+            let until = Instant::now() + wait;
+            self.blocked.insert(ip, until);
+            self.blocked_until_ms
+                .fetch_max(self.millis(until) + 1, Ordering::Relaxed);
             metrics::counter!("shortener_rate_limited_total", "limit" => "not_found").increment(1);
             AppError::RateLimited(retry_after(wait))
         })
+    }
+
+    fn millis(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Forgets clients whose buckets are full again, so memory follows active clients only.

@@ -6,25 +6,32 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
-use axum::extract::Request;
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
-/// Serves `router` on `listener` until `stop` resolves, then closes the listener and waits for
+/// Serves `app` on `listener` until `stop` resolves, then closes the listener and waits for
 /// open connections to finish their current request (the caller bounds that wait).
-pub async fn run(
+pub async fn run<S>(
     listener: TcpListener,
-    router: Router,
+    app: S,
     header_read_timeout: Duration,
     stop: impl Future<Output = ()>,
-) {
+) where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -47,11 +54,12 @@ pub async fn run(
         };
         // Redirects are tiny responses: send them at once rather than waiting for more data.
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let app = app.clone();
         let service =
-            TowerToHyperService::new(tower::service_fn(move |mut request: Request<Incoming>| {
+            TowerToHyperService::new(tower::service_fn(move |request: Request<Incoming>| {
+                let mut request = request.map(Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(request)
+                app.clone().oneshot(request)
             }));
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

@@ -785,12 +785,9 @@ impl Shortener {
         let database = format!("sqlite://{}", dir.path().join("db.sqlite").display());
         let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
             .env_clear()
-            // Responses are logged at debug by the trace layer, inside a debug span naming the
-            // method and route: failure messages show both.
-            .env(
-                "RUST_LOG",
-                "info,tower_http::trace::on_response=debug,shortener::telemetry=debug",
-            )
+            // Responses are logged at debug by the request layer, inside a debug span naming
+            // the method, route and request id: failure messages show them.
+            .env("RUST_LOG", "info,shortener::track=debug")
             .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
             .args(["--database-url", &database, "--metrics-listen", "off"])
             // One browser creates and looks up from one address; limits have tests of their own.

@@ -1,8 +1,10 @@
 //! `GET /{code}`: the hot path. One cache lookup, a counter bump, a prebuilt header.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
@@ -12,7 +14,9 @@ use crate::link::ShortCode;
 use crate::ratelimit::ClientIp;
 use crate::store::Store;
 use crate::views;
-use std::net::IpAddr;
+
+/// Asks search engines not to index short links.
+const X_ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
 
 /// Redirects to the link's target; 404 page for unknown codes, 410 for disabled links.
 /// Only `GET` counts as a click: `HEAD` comes from link checkers, not people.
@@ -20,10 +24,10 @@ pub async fn follow(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     method: Method,
-    code: Result<Path<String>, PathRejection>,
+    uri: Uri,
 ) -> Result<Response, PageError> {
     state.limits.check_lookup(ip)?;
-    let Ok(Path(raw)) = code else {
+    let Some(raw) = code_segment(&uri) else {
         return Err(not_found(&state, ip));
     };
     if let Some(code) = raw.strip_suffix('+').and_then(ShortCode::parse) {
@@ -37,27 +41,31 @@ pub async fn follow(
             if method == Method::GET {
                 state.clicks.record(code.as_str());
             }
-            metrics::counter!("shortener_redirects_total", "result" => "found").increment(1);
+            crate::metrics::hot().redirect_found.increment(1);
             let status = state.settings.redirect_status;
             Ok((
                 status,
                 [
                     (header::LOCATION, location),
                     (header::CACHE_CONTROL, cache_control(status)),
-                    (
-                        header::HeaderName::from_static("x-robots-tag"),
-                        HeaderValue::from_static("noindex"),
-                    ),
+                    (X_ROBOTS_TAG, HeaderValue::from_static("noindex")),
                 ],
             )
                 .into_response())
         }
         Some(Target::Gone) => {
-            metrics::counter!("shortener_redirects_total", "result" => "gone").increment(1);
+            crate::metrics::hot().redirect_gone.increment(1);
             Err(PageError(AppError::Gone))
         }
         None => Err(not_found(&state, ip)),
     }
+}
+
+/// The `{code}` of `/{code}`, percent-decoded. Read from the path itself: axum's `Path`
+/// extractor (a serde round trip) is a measurable part of a redirect.
+fn code_segment(uri: &Uri) -> Option<Cow<'_, str>> {
+    let raw = uri.path().strip_prefix('/')?;
+    percent_encoding::percent_decode_str(raw).decode_utf8().ok()
 }
 
 /// `GET /{code}+`: where the link goes, before following it.
@@ -73,7 +81,7 @@ async fn preview(state: &AppState, ip: IpAddr, code: &ShortCode) -> Result<Respo
 
 /// A 404, counted against the client's not-found budget (429 once it is spent).
 fn not_found(state: &AppState, ip: IpAddr) -> PageError {
-    metrics::counter!("shortener_redirects_total", "result" => "not_found").increment(1);
+    crate::metrics::hot().redirect_not_found.increment(1);
     match state.limits.record_not_found(ip) {
         Ok(()) => PageError(AppError::NotFound),
         Err(limited) => PageError(limited),

@@ -18,3 +18,4 @@ mod redirect;
 mod rolling;
 mod soak;
 mod support;
+mod track;
