@@ -363,9 +363,21 @@ dockerfile_promises() {
 runsh_help() {
 	run_sh --help >"$TMP/help.txt"
 	local opt
-	for opt in --binary --sha256 --listen --public-url --foreground --dry-run DATABASE_URL \
-		SHORTENER_BINARY SHORTENER_SHA256 SHORTENER_DRAIN_DELAY TimeoutStopSec journalctl; do
+	for opt in --binary --sha256 --listen --public-url --foreground --dry-run TimeoutStopSec journalctl; do
 		expect_output "$TMP/help.txt" "$opt"
+	done
+	# Every environment variable run.sh reads (by name in the script: ${NAME...} or a
+	# CONF[NAME] setting) is documented. Its own locals are lower case or listed here.
+	local name own='CONF|SECONDS|BASH_REMATCH|BASH_SOURCE|EUID|REPLY|SCRIPT_DIR|PACKAGE_ROOT|INSTALL_BIN|DATA_DIR|DEFAULT_[A-Z_]+|UNIT_PATH|SERVICE|STOP_[A-Z_]+|URL_PASSWORD_RE|QUERY_PASSWORD_RE|SECRETS|MODE|DRY_RUN|PRINT_UNIT|BINARY|SHA256|ENV_FILE|READY_TIMEOUT|OPT_[A-Z_]+|DOWNLOADED|BIN_SRC|BIN_VERSION|RUN_DIR|STOP_TIMEOUT|LISTEN_HOST|LISTEN_PORT|WORK_DIR|STAGED_BIN|ENV_TMP|UNIT_TMP'
+	while IFS= read -r name; do
+		[[ $name =~ ^($own)$ ]] && continue
+		expect_output "$TMP/help.txt" "$name"
+	done < <(grep -oE '\$\{[A-Z][A-Z0-9_]*|CONF\[[A-Z][A-Z0-9_]*\]' scripts/run.sh | grep -oE '[A-Z][A-Z0-9_]*$|[A-Z][A-Z0-9_]*\]$' |
+		tr -d ']' | grep -vx CONF | sort -u)
+	for name in CARGO_TARGET_DIR CARGO_HOME TMPDIR HOME PATH SHORTENER_DB_CONNECT_TIMEOUT \
+		SHORTENER_HEADER_READ_TIMEOUT SHORTENER_DRAIN_DELAY SHORTENER_SHUTDOWN_TIMEOUT \
+		SHORTENER_BINARY SHORTENER_SHA256 DATABASE_URL RUST_LOG; do
+		expect_output "$TMP/help.txt" "$name"
 	done
 }
 

@@ -52,8 +52,9 @@ Options:
                         Prometheus listener (GET /metrics). Default ${DEFAULT_METRICS_LISTEN}.
                         Env: SHORTENER_METRICS_LISTEN.
   --database-url URL    Database. Default ${DEFAULT_DATABASE_URL}
-                        or postgres://USER:PASSWORD@HOST:5432/DB?sslmode=require.
-                        Prefer the DATABASE_URL variable: a flag shows up in 'ps'.
+                        or postgres://USER:PASSWORD@HOST:5432/DB?sslmode=verify-full&sslrootcert=CA.pem
+                        (TLS, server verified against CA.pem). Prefer the DATABASE_URL
+                        variable: a flag shows up in 'ps'.
   --env-file PATH       Environment file read and written. Default ${DEFAULT_ENV_FILE}.
   --foreground          Run the service in this terminal with the same configuration
                         (exec, so signals reach it directly). Needs no root. Without a
@@ -64,14 +65,30 @@ Options:
   --print-unit          Print the systemd unit that would be installed and exit.
   -h, --help            Show this help.
 
-Environment:
-  DATABASE_URL, RUST_LOG and every SHORTENER_* variable in run.sh's environment (except
-  SHORTENER_BINARY and SHORTENER_SHA256) are written to the environment file, overriding
-  the values already there; an empty value removes the variable. For example
-  SHORTENER_DRAIN_DELAY=10s, SHORTENER_SHUTDOWN_TIMEOUT=30s, SHORTENER_LOG_FORMAT=json.
-  sudo drops the caller's environment, so put variables after it:
-      sudo DATABASE_URL='postgres://...' SHORTENER_DRAIN_DELAY=10s scripts/run.sh
-  The unit's TimeoutStopSec is drain delay + shutdown timeout + ${STOP_MARGIN_SECS} s (at least ${STOP_FLOOR_SECS} s).
+Environment (sudo drops the caller's environment, so put variables after it:
+sudo DATABASE_URL='postgres://...' SHORTENER_DRAIN_DELAY=10s scripts/run.sh):
+  Service settings: DATABASE_URL, RUST_LOG and every SHORTENER_* variable (except the two
+  below) are written to the environment file, overriding the values already there; an
+  empty value removes the variable. run.sh itself also reads some of them:
+    DATABASE_URL                  checked with 'shortener migrate' before anything changes
+    SHORTENER_LISTEN              --listen; its port must be free; /readyz is probed there
+    SHORTENER_METRICS_LISTEN      --metrics-listen; its port must be free
+    SHORTENER_PUBLIC_URL          --public-url; printed at the end
+    SHORTENER_DRAIN_DELAY         default 0s  } the unit's TimeoutStopSec is their sum
+    SHORTENER_SHUTDOWN_TIMEOUT    default 30s } + ${STOP_MARGIN_SECS} s (at least ${STOP_FLOOR_SECS} s)
+    SHORTENER_DB_CONNECT_TIMEOUT  how long migrate retries an unreachable database (30s)
+    SHORTENER_HEADER_READ_TIMEOUT idle keep-alive limit (10s); behind a load balancer set it
+                                  above the balancer's idle timeout (AWS ALB: 60s -> 65s)
+  run.sh's own (not written to the environment file):
+    SHORTENER_BINARY              --binary
+    SHORTENER_SHA256              --sha256
+    TMPDIR                        where downloads are unpacked (default /tmp)
+    PATH                          finds cargo, curl, systemctl, setpriv, ss, ...
+    CARGO_HOME, HOME              where cargo is looked for when it is not on PATH
+                                  (also the checkout owner's ~/.cargo/bin)
+    CARGO_TARGET_DIR              where 'cargo build' puts the binary (default target/)
+  Secrets reach 'shortener migrate' and the service through their environment only, never
+  a command line ('ps' shows every command line to every local user).
 
 Ports: the defaults are unprivileged; binding a port below 1024 would need a capability
 the unit does not grant. Behind a load balancer listen on 8080 and let it serve 80/443.
