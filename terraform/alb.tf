@@ -9,7 +9,7 @@ locals {
 }
 
 resource "aws_lb" "main" {
-  name               = "${var.name}-alb"
+  name               = "${local.name}-alb"
   load_balancer_type = "application"
   internal           = false
   subnets            = aws_subnet.public[*].id
@@ -24,12 +24,12 @@ resource "aws_lb" "main" {
     for_each = var.access_logs_bucket != "" ? [var.access_logs_bucket] : []
     content {
       bucket  = access_logs.value
-      prefix  = var.name
+      prefix  = local.name
       enabled = true
     }
   }
 
-  tags = { Name = "${var.name}-alb" }
+  tags = { Name = "${local.name}-alb" }
 }
 
 resource "aws_wafv2_web_acl_association" "alb" {
@@ -62,7 +62,7 @@ resource "aws_lb_target_group" "app" {
     unhealthy_threshold = 3
   }
 
-  tags = { Name = "${var.name}-app" }
+  tags = { Name = "${local.name}-app" }
 
   lifecycle {
     create_before_destroy = true

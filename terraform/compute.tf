@@ -28,12 +28,12 @@ locals {
   })
 
   # Default tags do not reach instances or volumes launched by Auto Scaling.
-  instance_tags = merge(data.aws_default_tags.current.tags, { Name = "${var.name}-app" })
+  instance_tags = merge(data.aws_default_tags.current.tags, { Name = "${local.name}-app" })
 }
 
 resource "aws_launch_template" "app" {
-  name_prefix            = "${var.name}-app-"
-  description            = "${var.name} application servers"
+  name_prefix            = "${local.name}-app-"
+  description            = "${local.name} application servers"
   image_id               = data.aws_ssm_parameter.ami.insecure_value
   instance_type          = var.instance_type
   update_default_version = true
@@ -91,7 +91,7 @@ resource "aws_launch_template" "app" {
 }
 
 resource "aws_autoscaling_group" "app" {
-  name_prefix         = "${var.name}-app-"
+  name_prefix         = "${local.name}-app-"
   min_size            = var.min_size
   max_size            = var.max_size
   vpc_zone_identifier = aws_subnet.app[*].id
@@ -151,7 +151,7 @@ resource "aws_autoscaling_group" "app" {
 }
 
 resource "aws_autoscaling_policy" "cpu" {
-  name                   = "${var.name}-cpu-target"
+  name                   = "${local.name}-cpu-target"
   autoscaling_group_name = aws_autoscaling_group.app.name
   policy_type            = "TargetTrackingScaling"
 

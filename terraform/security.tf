@@ -13,7 +13,7 @@
 # groups. Instance root volumes use the account's EBS default key instead, so
 # that Auto Scaling needs no grant on this key to launch instances.
 resource "aws_kms_key" "main" {
-  description             = "${var.name}: database, secret and log encryption"
+  description             = "${local.name}: database, secret and log encryption"
   enable_key_rotation     = true
   deletion_window_in_days = 30
 
@@ -48,11 +48,11 @@ resource "aws_kms_key" "main" {
     ]
   })
 
-  tags = { Name = "${var.name}-data" }
+  tags = { Name = "${local.name}-data" }
 }
 
 resource "aws_kms_alias" "main" {
-  name          = "alias/${var.name}-data"
+  name          = "alias/${local.name}-data"
   target_key_id = aws_kms_key.main.key_id
 }
 
@@ -71,11 +71,11 @@ locals {
 }
 
 resource "aws_security_group" "alb" {
-  name_prefix = "${var.name}-alb-"
+  name_prefix = "${local.name}-alb-"
   description = "Load balancer: HTTP/HTTPS from allowed CIDRs, out only to the app port"
   vpc_id      = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-alb" }
+  tags = { Name = "${local.name}-alb" }
 
   lifecycle {
     create_before_destroy = true
@@ -103,11 +103,11 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_app" {
 }
 
 resource "aws_security_group" "app" {
-  name_prefix = "${var.name}-app-"
+  name_prefix = "${local.name}-app-"
   description = "Instances: app port from the load balancer only"
   vpc_id      = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-app" }
+  tags = { Name = "${local.name}-app" }
 
   lifecycle {
     create_before_destroy = true
@@ -146,11 +146,11 @@ resource "aws_vpc_security_group_egress_rule" "app_to_db" {
 
 # No egress rules at all: the database only answers connections.
 resource "aws_security_group" "db" {
-  name_prefix = "${var.name}-db-"
+  name_prefix = "${local.name}-db-"
   description = "Database: Postgres from the instances only"
   vpc_id      = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-db" }
+  tags = { Name = "${local.name}-db" }
 
   lifecycle {
     create_before_destroy = true
@@ -169,8 +169,8 @@ resource "aws_vpc_security_group_ingress_rule" "db_from_app" {
 # --- instance role ----------------------------------------------------------------
 
 resource "aws_iam_role" "app" {
-  name_prefix = "${var.name}-app-"
-  description = "Instances of ${var.name}: SSM Session Manager and the database secret"
+  name_prefix = "${local.name}-app-"
+  description = "Instances of ${local.name}: SSM Session Manager and the database secret"
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
@@ -216,6 +216,6 @@ resource "aws_iam_role_policy" "app_db_secret" {
 }
 
 resource "aws_iam_instance_profile" "app" {
-  name_prefix = "${var.name}-app-"
+  name_prefix = "${local.name}-app-"
   role        = aws_iam_role.app.name
 }

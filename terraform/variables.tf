@@ -4,7 +4,7 @@
 # --- naming and placement -----------------------------------------------------
 
 variable "name" {
-  description = "Name prefix for every resource (lower case letters, digits and hyphens)."
+  description = "Name of the service; with environment it prefixes every resource name (name-environment-...)."
   type        = string
   default     = "shortener"
 
@@ -15,13 +15,20 @@ variable "name" {
 }
 
 variable "environment" {
-  description = "Environment label, used in tags (for example prod or staging)."
+  description = "Environment (for example prod or staging): part of every resource name, so that environments in one account and region do not collide, and a tag."
   type        = string
   default     = "prod"
 
   validation {
-    condition     = can(regex("^[a-z0-9-]{1,32}$", var.environment))
-    error_message = "environment must be 1-32 characters of lower case letters, digits and hyphens."
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", var.environment))
+    error_message = "environment must be lower case letters, digits and hyphens, starting and ending with a letter or digit."
+  }
+
+  # The load balancer's name (name-environment-alb) may have 32 characters, and IAM name
+  # prefixes (name-environment-flow-logs-) 38.
+  validation {
+    condition     = length("${var.name}-${var.environment}") <= 27
+    error_message = "name and environment together must have at most 26 characters (the load balancer's name is name-environment-alb, at most 32)."
   }
 }
 

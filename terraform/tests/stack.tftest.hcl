@@ -181,6 +181,12 @@ run "secure_defaults" {
     error_message = "The instance role may only read the secret's value."
   }
 
+  # --- names: name-environment, so environments in one account do not collide -----
+  assert {
+    condition     = aws_lb.main.name == "shortener-prod-alb" && aws_db_instance.main.identifier == "shortener-prod-db" && aws_kms_alias.main.name == "alias/shortener-prod-data" && aws_cloudwatch_log_group.flow_logs[0].name == "/shortener-prod/vpc-flow-logs"
+    error_message = "Fixed names must include the environment."
+  }
+
   # --- Auto Scaling -------------------------------------------------------------
   assert {
     condition     = aws_autoscaling_group.app.min_size >= 2 && length(aws_autoscaling_group.app.vpc_zone_identifier) == 2
@@ -361,6 +367,12 @@ run "https_with_certificate" {
     drain_seconds       = 45
     nat_gateway_per_az  = true
     alarm_sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:ops"
+    environment         = "staging"
+  }
+
+  assert {
+    condition     = aws_lb.main.name == "shortener-staging-alb" && aws_db_instance.main.identifier == "shortener-staging-db"
+    error_message = "Another environment gets other names."
   }
 
   assert {
@@ -540,6 +552,23 @@ run "rejects_old_postgres" {
     db_engine_version = "13.4"
   }
   expect_failures = [var.db_engine_version]
+}
+
+run "rejects_name_and_environment_too_long" {
+  command = plan
+  variables {
+    name        = "shortener-service"
+    environment = "production-eu"
+  }
+  expect_failures = [var.environment]
+}
+
+run "rejects_environment_ending_in_hyphen" {
+  command = plan
+  variables {
+    environment = "prod-"
+  }
+  expect_failures = [var.environment]
 }
 
 run "rejects_bad_certificate_arn" {
