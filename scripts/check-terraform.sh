@@ -348,6 +348,8 @@ step_moto() {
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   unset AWS_PROFILE
 
+  # Managed policies must exist in moto for the RDS enhanced-monitoring role's attachment
+  # (the instance role has only an inline policy).
   MOTO_IAM_LOAD_MANAGED_POLICIES=true "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
   printf '%s\n' "$!" >"$MOTO_PID_FILE"
   # This step runs in a subshell: stop moto when it ends, however it ends.
@@ -455,6 +457,18 @@ check("launch template requires IMDSv2 with hop limit 1",
       lt_data["MetadataOptions"]["HttpTokens"] == "required" and lt_data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1)
 check("launch template root volume is encrypted",
       all(b["Ebs"]["Encrypted"] for b in lt_data["BlockDeviceMappings"]))
+
+iam = boto3.client("iam")
+profile_name = lt_data["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1]
+role = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]["Roles"][0]["RoleName"]
+check("instance role has no managed policy attached",
+      iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == [])
+inline = iam.list_role_policies(RoleName=role)["PolicyNames"]
+statements = [st for name in inline
+              for st in iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]["Statement"]]
+actions = [a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])]
+check("instance role: one inline policy, no wildcard action, no ssm:GetParameter",
+      len(inline) == 1 and not any("*" in a for a in actions) and not any(a.startswith("ssm:GetParameter") for a in actions))
 
 secret = boto3.client("secretsmanager").get_secret_value(SecretId=db["MasterUserSecret"]["SecretArn"])
 password = json.loads(secret["SecretString"])["password"]

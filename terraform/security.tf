@@ -181,19 +181,43 @@ resource "aws_iam_role" "app" {
   })
 }
 
-resource "aws_iam_role_policy_attachment" "app_ssm" {
-  role       = aws_iam_role.app.name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
-}
-
-# Exactly one secret (the RDS-managed master secret), and the key that protects
-# it only when Secrets Manager asks on the role's behalf.
-resource "aws_iam_role_policy" "app_db_secret" {
-  name = "read-database-secret"
+# Everything an instance may do, in one inline policy: no AWS-managed policy (the usual
+# AmazonSSMManagedInstanceCore also reads every SSM parameter and more).
+#   - Session Manager: the SSM agent registers its own instance, opens the session
+#     channels (Session Manager's documented minimum) and polls its message endpoint
+#     (the channel and message actions have no resource-level permissions);
+#   - exactly the RDS-managed database secret, and the key that protects it only when
+#     Secrets Manager uses it on the role's behalf.
+# The AMI parameter is read by Terraform, not by the instances.
+resource "aws_iam_role_policy" "app" {
+  name = "instance"
   role = aws_iam_role.app.id
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
+      {
+        Sid      = "SessionManagerRegistration"
+        Effect   = "Allow"
+        Action   = "ssm:UpdateInstanceInformation"
+        Resource = "arn:${data.aws_partition.current.partition}:ec2:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:instance/*"
+      },
+      {
+        Sid    = "SessionManagerChannels"
+        Effect = "Allow"
+        Action = [
+          "ssmmessages:CreateControlChannel",
+          "ssmmessages:CreateDataChannel",
+          "ssmmessages:OpenControlChannel",
+          "ssmmessages:OpenDataChannel",
+          "ec2messages:AcknowledgeMessage",
+          "ec2messages:DeleteMessage",
+          "ec2messages:FailMessage",
+          "ec2messages:GetEndpoint",
+          "ec2messages:GetMessages",
+          "ec2messages:SendReply",
+        ]
+        Resource = "*"
+      },
       {
         Sid      = "ReadDatabaseSecret"
         Effect   = "Allow"

@@ -165,20 +165,58 @@ run "secure_defaults" {
     error_message = "user_data must not carry a password."
   }
 
-  # --- instance role: SSM plus exactly the database secret ----------------------
+  # --- instance role: Session Manager plus exactly the database secret -----------
   assert {
-    condition     = aws_iam_role_policy_attachment.app_ssm.policy_arn == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-    error_message = "The instance role must have AmazonSSMManagedInstanceCore."
+    condition     = length(jsondecode(aws_iam_role_policy.app.policy).Statement) == 4 && alltrue([for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Effect == "Allow" && !can(st.NotAction) && !can(st.NotResource)])
+    error_message = "The instance policy must have exactly its four Allow statements."
   }
 
   assert {
-    condition     = jsondecode(aws_iam_role_policy.app_db_secret.policy).Statement[0].Resource == aws_db_instance.main.master_user_secret[0].secret_arn
-    error_message = "The instance role may read only the RDS-managed secret."
+    condition = alltrue(flatten([
+      for st in jsondecode(aws_iam_role_policy.app.policy).Statement : [for a in flatten([st.Action]) : !strcontains(a, "*")]
+    ]))
+    error_message = "No action of the instance policy may be a wildcard."
   }
 
   assert {
-    condition     = jsondecode(aws_iam_role_policy.app_db_secret.policy).Statement[0].Action == "secretsmanager:GetSecretValue"
-    error_message = "The instance role may only read the secret's value."
+    condition = (
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["SessionManagerRegistration"].Action == "ssm:UpdateInstanceInformation" &&
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["SessionManagerRegistration"].Resource == "arn:aws:ec2:us-east-1:123456789012:instance/*"
+    )
+    error_message = "The SSM agent may register its instance, nothing else of SSM."
+  }
+
+  assert {
+    condition = toset({ for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["SessionManagerChannels"].Action) == toset([
+      "ssmmessages:CreateControlChannel",
+      "ssmmessages:CreateDataChannel",
+      "ssmmessages:OpenControlChannel",
+      "ssmmessages:OpenDataChannel",
+      "ec2messages:AcknowledgeMessage",
+      "ec2messages:DeleteMessage",
+      "ec2messages:FailMessage",
+      "ec2messages:GetEndpoint",
+      "ec2messages:GetMessages",
+      "ec2messages:SendReply",
+    ])
+    error_message = "Session Manager needs exactly the agent's channel and message actions."
+  }
+
+  assert {
+    condition = (
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["ReadDatabaseSecret"].Action == "secretsmanager:GetSecretValue" &&
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["ReadDatabaseSecret"].Resource == aws_db_instance.main.master_user_secret[0].secret_arn
+    )
+    error_message = "The instance role may only read the value of the RDS-managed secret."
+  }
+
+  assert {
+    condition = (
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["DecryptDatabaseSecret"].Action == "kms:Decrypt" &&
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["DecryptDatabaseSecret"].Resource == aws_kms_key.main.arn &&
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["DecryptDatabaseSecret"].Condition.StringEquals["kms:ViaService"] == "secretsmanager.us-east-1.amazonaws.com"
+    )
+    error_message = "The instance role may decrypt with the stack's key only through Secrets Manager."
   }
 
   # --- names: name-environment, so environments in one account do not collide -----
