@@ -194,7 +194,7 @@ resource "aws_route_table_association" "database" {
 resource "aws_cloudwatch_log_group" "flow_logs" {
   count = var.flow_logs_enabled ? 1 : 0
 
-  name              = "/${local.name}/vpc-flow-logs"
+  name              = local.flow_logs_group_name
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.main.arn
 }

@@ -12,6 +12,12 @@
 # storage, its Performance Insights data, the database master secret and the log
 # groups. Instance root volumes use the account's EBS default key instead, so
 # that Auto Scaling needs no grant on this key to launch instances.
+locals {
+  # The log groups this stack creates (database.tf, network.tf), as ARN patterns.
+  flow_logs_group_name = "/${local.name}/vpc-flow-logs"
+  log_group_patterns   = ["/aws/rds/instance/${local.db_identifier}/*", local.flow_logs_group_name]
+}
+
 resource "aws_kms_key" "main" {
   description             = "${local.name}: database, secret and log encryption"
   enable_key_rotation     = true
@@ -28,7 +34,8 @@ resource "aws_kms_key" "main" {
         Resource  = "*"
       },
       {
-        Sid       = "CloudWatchLogsEncryptsThisAccountsLogGroups"
+        # Only for this stack's log groups: the database's exports and the flow logs.
+        Sid       = "CloudWatchLogsEncryptsThisStacksLogGroups"
         Effect    = "Allow"
         Principal = { Service = "logs.${data.aws_region.current.name}.amazonaws.com" }
         Action = [
@@ -41,7 +48,10 @@ resource "aws_kms_key" "main" {
         Resource = "*"
         Condition = {
           ArnLike = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:*"
+            "kms:EncryptionContext:aws:logs:arn" = [
+              for group in local.log_group_patterns :
+              "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:${group}"
+            ]
           }
         }
       },

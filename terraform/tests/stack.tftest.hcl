@@ -219,6 +219,15 @@ run "secure_defaults" {
     error_message = "The instance role may decrypt with the stack's key only through Secrets Manager."
   }
 
+  # --- encryption key -----------------------------------------------------------
+  assert {
+    condition = toset(jsondecode(aws_kms_key.main.policy).Statement[1].Condition.ArnLike["kms:EncryptionContext:aws:logs:arn"]) == toset([
+      "arn:aws:logs:us-east-1:123456789012:log-group:/aws/rds/instance/shortener-prod-db/*",
+      "arn:aws:logs:us-east-1:123456789012:log-group:/shortener-prod/vpc-flow-logs",
+    ])
+    error_message = "CloudWatch Logs may use the key for this stack's log groups only."
+  }
+
   # --- names: name-environment, so environments in one account do not collide -----
   assert {
     condition     = aws_lb.main.name == "shortener-prod-alb" && aws_db_instance.main.identifier == "shortener-prod-db" && aws_kms_alias.main.name == "alias/shortener-prod-data" && aws_cloudwatch_log_group.flow_logs[0].name == "/shortener-prod/vpc-flow-logs"
