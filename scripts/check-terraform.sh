@@ -187,6 +187,7 @@ output "user_data" {
     db_host          = "shortener-db.abcdefghijkl.us-east-1.rds.amazonaws.com"
     db_port          = 5432
     db_name          = "shortener"
+    db_ca_bundle_url = "https://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem"
     public_url       = "https://sho.rt"
     drain_seconds    = 30
     drain_delay_secs = 5
@@ -226,16 +227,28 @@ EOF
   shellcheck --shell=bash "$t/user_data.sh"
   say "  clean"
 
-  # Stubs for the AWS CLI, curl and systemctl; paths moved under a temp root.
+  # Stubs for the AWS CLI, curl (the release, the CA bundle) and systemctl; paths
+  # moved under a temp root.
   cat >"$t/stubs/curl" <<'EOF'
 #!/usr/bin/env bash
-out=""
+out="" url=""
 while (($#)); do
-  if [[ $1 == --output ]]; then out=$2; shift; fi
+  case $1 in
+  --output) out=$2; shift ;;
+  -H | -X | --max-time | --connect-timeout | --proto | --retry | --retry-delay) shift ;;
+  http*) url=$1 ;;
+  esac
   shift
 done
-cp "$FAKE_DOWNLOAD" "$out"
+case $url in
+https://truststore.pki.rds.amazonaws.com/*)
+  [[ -n ${FAKE_CA:-} ]] || exit 22
+  cp "$FAKE_CA" "$out" ;;
+*) cp "$FAKE_DOWNLOAD" "$out" ;;
+esac
 EOF
+  printf -- '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n' >"$t/ca.pem"
+  export FAKE_CA="$t/ca.pem"
   cat >"$t/stubs/aws" <<'EOF'
 #!/usr/bin/env python3
 import json, os
@@ -244,7 +257,7 @@ print(json.dumps({"VersionId": os.environ["FAKE_VERSION"], "SecretString": json.
 EOF
   printf '#!/bin/sh\necho "systemctl $*" >>"%s"\n' "$t/systemctl.log" >"$t/stubs/systemctl"
   chmod 0755 "$t/stubs/"*
-  sed -E "s#^(readonly (RELEASES_DIR|STATE_DIR|LOG_FILE|SELF_PATH|UNIT_DIR|LOCK_FILE)=)/#\\1$fs/#" \
+  sed -E "s#^(readonly (RELEASES_DIR|STATE_DIR|LOG_FILE|SELF_PATH|UNIT_DIR|LOCK_FILE|CA_DIR)=)/#\\1$fs/#" \
     "$t/user_data.sh" >"$t/boot.sh"
   grep -q "^readonly RELEASES_DIR=$fs/" "$t/boot.sh" || die "could not relocate the boot script's paths"
 
@@ -252,8 +265,9 @@ EOF
   local expected_url
   expected_url=$(python3 -c '
 import sys, urllib.parse
-print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws.com:5432/shortener?sslmode=require" % urllib.parse.quote(sys.argv[1], safe=""))
-' "$password")
+print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws.com:5432/shortener?sslmode=verify-full&sslrootcert=%s"
+      % (urllib.parse.quote(sys.argv[1], safe=""), sys.argv[2]))
+' "$password" "$fs/usr/local/share/shortener/rds-ca-bundle.pem")
   export RUNSH_RECORD="$t/run.record" FAKE_PASSWORD="$password"
   local stub_path="$t/stubs:$PATH"
   local failures=0
@@ -274,8 +288,12 @@ print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws
     check grep -qxF 'ARGS=--binary ./shortener --listen 0.0.0.0:8080' "$RUNSH_RECORD"
   CHECK_NAME="run.sh runs in the verified release directory" \
     check grep -qxF "PWD=$fs/usr/local/lib/shortener/releases/$sha" "$RUNSH_RECORD"
-  CHECK_NAME="DATABASE_URL has the percent-encoded password and sslmode=require" \
+  CHECK_NAME="DATABASE_URL has the percent-encoded password and sslmode=verify-full with the CA bundle" \
     check grep -qxF "DATABASE_URL=$expected_url" "$RUNSH_RECORD"
+  CHECK_NAME="the CA bundle is installed" \
+    check cmp -s "$t/ca.pem" "$fs/usr/local/share/shortener/rds-ca-bundle.pem"
+  CHECK_NAME="the CA bundle is readable by the service (0644)" \
+    check test "$(stat -c %a "$fs/usr/local/share/shortener/rds-ca-bundle.pem")" = 644
   CHECK_NAME="SHORTENER_SHUTDOWN_TIMEOUT=30s" check grep -qxF 'SHORTENER_SHUTDOWN_TIMEOUT=30s' "$RUNSH_RECORD"
   CHECK_NAME="SHORTENER_DRAIN_DELAY=5s" check grep -qxF 'SHORTENER_DRAIN_DELAY=5s' "$RUNSH_RECORD"
   CHECK_NAME="SHORTENER_PUBLIC_URL" check grep -qxF 'SHORTENER_PUBLIC_URL=https://sho.rt' "$RUNSH_RECORD"
@@ -300,6 +318,15 @@ print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws
   CHECK_NAME="rotated secret: restarted with the new password" \
     check grep -qxF "DATABASE_URL=$expected_url" "$RUNSH_RECORD"
 
+  # No CA bundle: the boot stops before the service starts, and says why.
+  rm -rf "$RUNSH_RECORD" "$fs/usr/local/lib/shortener" "$fs/usr/local/share/shortener"
+  rc=0
+  PATH=$stub_path FAKE_DOWNLOAD="$t/release.tar.gz" FAKE_VERSION=v1 FAKE_CA="" \
+    bash "$t/boot.sh" 2>&1 | cat >"$t/noca.out" || rc=$?
+  CHECK_NAME="no CA bundle: boot fails" check test "$rc" -ne 0
+  CHECK_NAME="no CA bundle: says so" check grep -q 'FATAL: could not download the database CA bundle' "$t/noca.out"
+  CHECK_NAME="no CA bundle: run.sh never runs" check test ! -e "$RUNSH_RECORD"
+
   # A tarball that does not match its checksum is refused before anything runs.
   rm -rf "$RUNSH_RECORD" "$fs/usr/local/lib/shortener"
   rc=0
@@ -311,7 +338,7 @@ print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws
 
   if ((failures > 0)); then
     local f
-    for f in boot.out refresh1.out refresh2.out bad.out; do
+    for f in boot.out refresh1.out refresh2.out noca.out bad.out; do
       [[ -f $t/$f ]] || continue
       say "--- $f (the password here is a test value) ---"
       cat "$t/$f"

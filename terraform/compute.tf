@@ -21,6 +21,7 @@ locals {
     db_host          = aws_db_instance.main.address
     db_port          = local.db_port
     db_name          = var.db_name
+    db_ca_bundle_url = local.db_ca_bundle_url
     public_url       = local.public_url
     drain_seconds    = var.drain_seconds
     drain_delay_secs = 5

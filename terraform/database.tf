@@ -8,6 +8,10 @@ locals {
   db_major      = split(".", var.db_engine_version)[0]
   db_identifier = "${local.name}-db"
   db_secret_arn = aws_db_instance.main.master_user_secret[0].secret_arn
+
+  # The CA bundle the instances verify the database's certificate against.
+  db_ca_bundle_url = (var.db_ca_bundle_url != "" ? var.db_ca_bundle_url :
+  "https://truststore.pki.rds.amazonaws.com/${data.aws_region.current.name}/${data.aws_region.current.name}-bundle.pem")
 }
 
 resource "aws_db_subnet_group" "main" {

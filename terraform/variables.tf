@@ -353,6 +353,17 @@ variable "db_username" {
   }
 }
 
+variable "db_ca_bundle_url" {
+  description = "HTTPS URL of the certificate bundle the instances verify the database's TLS certificate against (sslmode=verify-full), fetched at every boot. Empty: the region's RDS bundle, https://truststore.pki.rds.amazonaws.com/REGION/REGION-bundle.pem (the global bundle is .../global/global-bundle.pem)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.db_ca_bundle_url == "" || can(regex("^https://[^[:space:]'\"\\\\`$]+$", var.db_ca_bundle_url))
+    error_message = "db_ca_bundle_url must be empty or an https:// URL without spaces, quotes, backslashes, backticks or dollar signs."
+  }
+}
+
 variable "multi_az" {
   description = "Run the database with a synchronous standby in the second zone (automatic failover; doubles the database cost)."
   type        = bool

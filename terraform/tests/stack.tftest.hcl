@@ -165,6 +165,15 @@ run "secure_defaults" {
     error_message = "user_data must not carry a password."
   }
 
+  assert {
+    condition = (
+      strcontains(base64decode(aws_launch_template.app.user_data), "sslmode=verify-full&sslrootcert=") &&
+      !strcontains(base64decode(aws_launch_template.app.user_data), "sslmode=require") &&
+      strcontains(base64decode(aws_launch_template.app.user_data), "readonly DB_CA_BUNDLE_URL='https://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem'")
+    )
+    error_message = "The instances must verify the database's certificate against the region's RDS CA bundle."
+  }
+
   # --- instance role: Session Manager plus exactly the database secret -----------
   assert {
     condition     = length(jsondecode(aws_iam_role_policy.app.policy).Statement) == 4 && alltrue([for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Effect == "Allow" && !can(st.NotAction) && !can(st.NotResource)])
@@ -415,6 +424,12 @@ run "https_with_certificate" {
     nat_gateway_per_az  = true
     alarm_sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:ops"
     environment         = "staging"
+    db_ca_bundle_url    = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "readonly DB_CA_BUNDLE_URL='https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem'")
+    error_message = "db_ca_bundle_url must reach the instances."
   }
 
   assert {
@@ -616,6 +631,14 @@ run "rejects_environment_ending_in_hyphen" {
     environment = "prod-"
   }
   expect_failures = [var.environment]
+}
+
+run "rejects_plain_http_ca_bundle" {
+  command = plan
+  variables {
+    db_ca_bundle_url = "http://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+  }
+  expect_failures = [var.db_ca_bundle_url]
 }
 
 run "rejects_bad_certificate_arn" {
