@@ -180,18 +180,21 @@ variable "artifact_sha256" { type = string }
 
 output "user_data" {
   value = templatefile(var.template, {
-    artifact_url     = "https://releases.example.com/shortener-1.0.0-x86_64-unknown-linux-gnu.tar.gz"
-    artifact_sha256  = var.artifact_sha256
-    region           = "us-east-1"
-    db_secret_arn    = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0123-AbCdEf"
-    db_host          = "shortener-db.abcdefghijkl.us-east-1.rds.amazonaws.com"
-    db_port          = 5432
-    db_name          = "shortener"
-    db_ca_bundle_url = "https://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem"
-    public_url       = "https://sho.rt"
-    drain_seconds    = 30
-    drain_delay_secs = 5
-    app_port         = 8080
+    artifact_url             = "https://releases.example.com/shortener-1.0.0-x86_64-unknown-linux-gnu.tar.gz"
+    artifact_sha256          = var.artifact_sha256
+    region                   = "us-east-1"
+    db_secret_arn            = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0123-AbCdEf"
+    db_host                  = "shortener-db.abcdefghijkl.us-east-1.rds.amazonaws.com"
+    db_port                  = 5432
+    db_name                  = "shortener"
+    db_ca_bundle_url         = "https://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem"
+    public_url               = "https://sho.rt"
+    drain_seconds            = 30
+    drain_delay_secs         = 40
+    header_read_timeout_secs = 65
+    app_port                 = 8080
+    availability_zones       = "us-east-1a us-east-1b"
+    restart_slot_secs        = 160
   })
 }
 EOF
@@ -227,8 +230,8 @@ EOF
   shellcheck --shell=bash "$t/user_data.sh"
   say "  clean"
 
-  # Stubs for the AWS CLI, curl (the release, the CA bundle) and systemctl; paths
-  # moved under a temp root.
+  # Stubs for the AWS CLI, curl (the release, the CA bundle, the instance
+  # metadata), sleep and systemctl; paths moved under a temp root.
   cat >"$t/stubs/curl" <<'EOF'
 #!/usr/bin/env bash
 out="" url=""
@@ -241,14 +244,17 @@ while (($#)); do
   shift
 done
 case $url in
+http://169.254.169.254/latest/api/token) echo imds-token ;;
+http://169.254.169.254/latest/meta-data/placement/availability-zone) echo "$FAKE_AZ" ;;
 https://truststore.pki.rds.amazonaws.com/*)
   [[ -n ${FAKE_CA:-} ]] || exit 22
   cp "$FAKE_CA" "$out" ;;
 *) cp "$FAKE_DOWNLOAD" "$out" ;;
 esac
 EOF
+  printf '#!/bin/sh\necho "sleep $*" >>"%s"\n' "$t/sleep.log" >"$t/stubs/sleep"
   printf -- '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n' >"$t/ca.pem"
-  export FAKE_CA="$t/ca.pem"
+  export FAKE_CA="$t/ca.pem" FAKE_AZ=us-east-1a
   cat >"$t/stubs/aws" <<'EOF'
 #!/usr/bin/env python3
 import json, os
@@ -295,7 +301,8 @@ print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws
   CHECK_NAME="the CA bundle is readable by the service (0644)" \
     check test "$(stat -c %a "$fs/usr/local/share/shortener/rds-ca-bundle.pem")" = 644
   CHECK_NAME="SHORTENER_SHUTDOWN_TIMEOUT=30s" check grep -qxF 'SHORTENER_SHUTDOWN_TIMEOUT=30s' "$RUNSH_RECORD"
-  CHECK_NAME="SHORTENER_DRAIN_DELAY=5s" check grep -qxF 'SHORTENER_DRAIN_DELAY=5s' "$RUNSH_RECORD"
+  CHECK_NAME="SHORTENER_DRAIN_DELAY=40s" check grep -qxF 'SHORTENER_DRAIN_DELAY=40s' "$RUNSH_RECORD"
+  CHECK_NAME="SHORTENER_HEADER_READ_TIMEOUT=65s" check grep -qxF 'SHORTENER_HEADER_READ_TIMEOUT=65s' "$RUNSH_RECORD"
   CHECK_NAME="SHORTENER_PUBLIC_URL" check grep -qxF 'SHORTENER_PUBLIC_URL=https://sho.rt' "$RUNSH_RECORD"
   CHECK_NAME="the password is not in the boot log" check absent "$password" "$t/boot.out" "$fs/var/log/shortener-bootstrap.log"
   CHECK_NAME="the rotation timer is enabled" check grep -qxF 'systemctl enable --now shortener-db-credentials.timer' "$t/systemctl.log"
@@ -317,6 +324,17 @@ print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws
   CHECK_NAME="rotated secret: refresh succeeds" check test "$rc" -eq 0
   CHECK_NAME="rotated secret: restarted with the new password" \
     check grep -qxF "DATABASE_URL=$expected_url" "$RUNSH_RECORD"
+  CHECK_NAME="rotated secret, first zone: restarted at once" check test ! -e "$t/sleep.log"
+
+  # A rotation seen from the second zone: the restart waits for the first zone's turn.
+  rm -f "$RUNSH_RECORD" "$t/sleep.log"
+  rc=0
+  PATH=$stub_path FAKE_VERSION=v3 FAKE_AZ=us-east-1b FAKE_PASSWORD="rotated-$password" \
+    bash "$fs/usr/local/sbin/shortener-bootstrap" refresh-credentials >"$t/refresh3.out" 2>&1 || rc=$?
+  CHECK_NAME="rotated secret, second zone: refresh succeeds" check test "$rc" -eq 0
+  CHECK_NAME="rotated secret, second zone: waits one slot (160 s) before the restart" \
+    check grep -qxF 'sleep 160' "$t/sleep.log"
+  CHECK_NAME="rotated secret, second zone: restarted" check test -e "$RUNSH_RECORD"
 
   # No CA bundle: the boot stops before the service starts, and says why.
   rm -rf "$RUNSH_RECORD" "$fs/usr/local/lib/shortener" "$fs/usr/local/share/shortener"
@@ -338,7 +356,7 @@ print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws
 
   if ((failures > 0)); then
     local f
-    for f in boot.out refresh1.out refresh2.out noca.out bad.out; do
+    for f in boot.out refresh1.out refresh2.out refresh3.out noca.out bad.out; do
       [[ -f $t/$f ]] || continue
       say "--- $f (the password here is a test value) ---"
       cat "$t/$f"

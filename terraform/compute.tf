@@ -13,19 +13,30 @@ data "aws_ssm_parameter" "ami" {
 data "aws_default_tags" "current" {}
 
 locals {
+  # When the database password is rotated, the instances of the first availability zone
+  # restart at once and those of the second this much later. An instance is out of the
+  # load balancer's rotation for the drain delay, the end of its in-flight requests (at
+  # most drain_seconds) and healthy_threshold health checks; instances notice the new
+  # secret up to one poll (70 s) apart. So one zone keeps serving throughout.
+  rotation_restart_slot_seconds = (local.drain_delay_seconds + var.drain_seconds +
+  local.health_check.interval * local.health_check.healthy_threshold + 70)
+
   user_data = templatefile("${path.module}/user_data.sh.tftpl", {
-    artifact_url     = var.artifact_url
-    artifact_sha256  = lower(var.artifact_sha256)
-    region           = data.aws_region.current.name
-    db_secret_arn    = local.db_secret_arn
-    db_host          = aws_db_instance.main.address
-    db_port          = local.db_port
-    db_name          = var.db_name
-    db_ca_bundle_url = local.db_ca_bundle_url
-    public_url       = local.public_url
-    drain_seconds    = var.drain_seconds
-    drain_delay_secs = 5
-    app_port         = local.app_port
+    artifact_url             = var.artifact_url
+    artifact_sha256          = lower(var.artifact_sha256)
+    region                   = data.aws_region.current.name
+    db_secret_arn            = local.db_secret_arn
+    db_host                  = aws_db_instance.main.address
+    db_port                  = local.db_port
+    db_name                  = var.db_name
+    db_ca_bundle_url         = local.db_ca_bundle_url
+    public_url               = local.public_url
+    drain_seconds            = var.drain_seconds
+    drain_delay_secs         = local.drain_delay_seconds
+    header_read_timeout_secs = local.header_read_timeout_seconds
+    app_port                 = local.app_port
+    availability_zones       = join(" ", local.azs)
+    restart_slot_secs        = local.rotation_restart_slot_seconds
   })
 
   # Default tags do not reach instances or volumes launched by Auto Scaling.

@@ -164,6 +164,17 @@ variable "web_acl_arn" {
   }
 }
 
+variable "alb_idle_timeout" {
+  description = "Seconds the load balancer keeps an idle connection open (to clients and to instances). The service keeps idle connections 5 s longer (SHORTENER_HEADER_READ_TIMEOUT), so the load balancer never reuses one the service has closed."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.alb_idle_timeout >= 1 && var.alb_idle_timeout <= 4000 && floor(var.alb_idle_timeout) == var.alb_idle_timeout
+    error_message = "alb_idle_timeout must be a whole number of seconds between 1 and 4000."
+  }
+}
+
 variable "drain_seconds" {
   description = "Seconds a stopping instance keeps serving in-flight requests. Used as the target group's deregistration delay and passed to the service as SHORTENER_SHUTDOWN_TIMEOUT."
   type        = number

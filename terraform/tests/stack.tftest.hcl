@@ -174,6 +174,23 @@ run "secure_defaults" {
     error_message = "The instances must verify the database's certificate against the region's RDS CA bundle."
   }
 
+  # The ALB marks a target unhealthy after 3 failed checks 10 s apart: the service
+  # drains for one interval more; it keeps idle connections 5 s longer than the ALB.
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "readonly DRAIN_DELAY_SECONDS='40'") && aws_lb_target_group.app.health_check[0].interval * aws_lb_target_group.app.health_check[0].unhealthy_threshold < 40
+    error_message = "The drain delay must be longer than health-check interval x unhealthy threshold."
+  }
+
+  assert {
+    condition     = aws_lb.main.idle_timeout == 60 && strcontains(base64decode(aws_launch_template.app.user_data), "readonly HEADER_READ_TIMEOUT_SECONDS='65'") && strcontains(base64decode(aws_launch_template.app.user_data), "SHORTENER_HEADER_READ_TIMEOUT=")
+    error_message = "The service must keep idle connections open longer than the ALB's idle timeout."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "readonly AVAILABILITY_ZONES='us-east-1a us-east-1b'") && strcontains(base64decode(aws_launch_template.app.user_data), "readonly RESTART_SLOT_SECONDS='160'")
+    error_message = "Rotation restarts must go one zone at a time, a slot of drain delay + drain_seconds + 2 healthy checks + one poll apart."
+  }
+
   # --- instance role: Session Manager plus exactly the database secret -----------
   assert {
     condition     = length(jsondecode(aws_iam_role_policy.app.policy).Statement) == 4 && alltrue([for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Effect == "Allow" && !can(st.NotAction) && !can(st.NotResource)])
@@ -423,8 +440,14 @@ run "https_with_certificate" {
     drain_seconds       = 45
     nat_gateway_per_az  = true
     alarm_sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:ops"
+    alb_idle_timeout    = 120
     environment         = "staging"
     db_ca_bundle_url    = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+  }
+
+  assert {
+    condition     = aws_lb.main.idle_timeout == 120 && strcontains(base64decode(aws_launch_template.app.user_data), "readonly HEADER_READ_TIMEOUT_SECONDS='125'")
+    error_message = "The service's idle limit must follow the ALB's idle timeout."
   }
 
   assert {
@@ -631,6 +654,14 @@ run "rejects_environment_ending_in_hyphen" {
     environment = "prod-"
   }
   expect_failures = [var.environment]
+}
+
+run "rejects_bad_idle_timeout" {
+  command = plan
+  variables {
+    alb_idle_timeout = 0
+  }
+  expect_failures = [var.alb_idle_timeout]
 }
 
 run "rejects_plain_http_ca_bundle" {
