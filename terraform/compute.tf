@@ -4,7 +4,8 @@
 # tarball, checks its SHA-256, reads the database secret with its own role and
 # starts the service through the tarball's scripts/run.sh (see
 # user_data.sh.tftpl). A change to the artifact, the image or any other launch
-# setting makes a new template version, which starts a rolling instance refresh.
+# setting makes a new template version, which starts a rolling instance refresh
+# (`terraform apply` starts it and returns; it does not wait for the refresh).
 
 data "aws_ssm_parameter" "ami" {
   name = var.ami_ssm_parameter
@@ -123,6 +124,11 @@ resource "aws_autoscaling_group" "app" {
     version = aws_launch_template.app.latest_version
   }
 
+  # A new template version launches replacements first (up to twice the capacity), and
+  # retires old instances only once the new ones pass /readyz. No auto_rollback: the
+  # provider points the group at the new version before it starts the refresh
+  # (hashicorp/terraform-provider-aws#34189), so a "rollback" would relaunch the same
+  # version. To roll back, apply the previous artifact_url and artifact_sha256 (README).
   instance_refresh {
     strategy = "Rolling"
 
@@ -131,7 +137,7 @@ resource "aws_autoscaling_group" "app" {
       max_healthy_percentage = var.instance_refresh_min_healthy_percentage + 100
       instance_warmup        = var.health_check_grace_period
       skip_matching          = true
-      auto_rollback          = true
+      auto_rollback          = false
     }
   }
 

@@ -291,6 +291,11 @@ run "secure_defaults" {
     error_message = "A target-tracking scaling policy must exist."
   }
 
+  assert {
+    condition     = !aws_autoscaling_group.app.instance_refresh[0].preferences[0].auto_rollback && aws_autoscaling_group.app.instance_refresh[0].preferences[0].max_healthy_percentage == 200
+    error_message = "No auto_rollback (it would relaunch the new version; see compute.tf); replacements launch before old instances stop."
+  }
+
   # --- load balancer ------------------------------------------------------------
   assert {
     condition     = aws_lb.main.drop_invalid_header_fields && !aws_lb.main.internal
