@@ -466,6 +466,8 @@ def check(name, ok):
 asg = boto3.client("autoscaling").describe_auto_scaling_groups(
     AutoScalingGroupNames=[outputs["asg_name"]])["AutoScalingGroups"][0]
 check("ASG min >= 2 and desired >= 2", asg["MinSize"] >= 2 and asg["DesiredCapacity"] >= 2)
+in_service = [i for i in asg["Instances"] if i["LifecycleState"] == "InService"]
+check("ASG runs >= 2 instances in service (%d)" % len(in_service), len(in_service) >= 2)
 check("ASG spans two subnets", len(asg["VPCZoneIdentifier"].split(",")) == 2)
 check("ASG uses ELB health checks", asg["HealthCheckType"] == "ELB")
 

@@ -425,8 +425,62 @@ run "secure_defaults" {
 
   # --- monitoring ---------------------------------------------------------------
   assert {
-    condition     = length(aws_cloudwatch_metric_alarm.unhealthy_hosts.alarm_actions) == 0 && aws_cloudwatch_metric_alarm.unhealthy_hosts.metric_name == "UnHealthyHostCount"
+    condition     = length(aws_cloudwatch_metric_alarm.unhealthy_hosts.alarm_actions) == 0 && length(aws_cloudwatch_metric_alarm.db_cpu.alarm_actions) == 0
     error_message = "Without a topic, alarms exist without actions."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.alb_5xx.namespace == "AWS/ApplicationELB" &&
+      aws_cloudwatch_metric_alarm.alb_5xx.metric_name == "HTTPCode_ELB_5XX_Count" &&
+      aws_cloudwatch_metric_alarm.alb_5xx.dimensions.LoadBalancer == aws_lb.main.arn_suffix &&
+      aws_cloudwatch_metric_alarm.alb_5xx.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.alb_5xx.comparison_operator == "GreaterThanOrEqualToThreshold" &&
+      aws_cloudwatch_metric_alarm.alb_5xx.threshold == 10
+    )
+    error_message = "An alarm must count the load balancer's 5xx responses."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.target_5xx.namespace == "AWS/ApplicationELB" &&
+      aws_cloudwatch_metric_alarm.target_5xx.metric_name == "HTTPCode_Target_5XX_Count" &&
+      aws_cloudwatch_metric_alarm.target_5xx.dimensions.LoadBalancer == aws_lb.main.arn_suffix
+    )
+    error_message = "An alarm must count the service's 5xx responses."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.namespace == "AWS/ApplicationELB" &&
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.metric_name == "UnHealthyHostCount" &&
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.dimensions.TargetGroup == aws_lb_target_group.app.arn_suffix &&
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.dimensions.LoadBalancer == aws_lb.main.arn_suffix &&
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.threshold == 1
+    )
+    error_message = "An alarm must fire when the target group has an unhealthy host."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.db_cpu.namespace == "AWS/RDS" &&
+      aws_cloudwatch_metric_alarm.db_cpu.metric_name == "CPUUtilization" &&
+      aws_cloudwatch_metric_alarm.db_cpu.dimensions.DBInstanceIdentifier == aws_db_instance.main.identifier &&
+      aws_cloudwatch_metric_alarm.db_cpu.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.db_cpu.threshold == 80
+    )
+    error_message = "An alarm must watch the database's CPU."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.db_free_storage.namespace == "AWS/RDS" &&
+      aws_cloudwatch_metric_alarm.db_free_storage.metric_name == "FreeStorageSpace" &&
+      aws_cloudwatch_metric_alarm.db_free_storage.dimensions.DBInstanceIdentifier == aws_db_instance.main.identifier &&
+      aws_cloudwatch_metric_alarm.db_free_storage.comparison_operator == "LessThanThreshold" &&
+      aws_cloudwatch_metric_alarm.db_free_storage.threshold == 2147483648
+    )
+    error_message = "An alarm must fire below 10% (2 GiB) free database storage."
   }
 
   # --- outputs ------------------------------------------------------------------
