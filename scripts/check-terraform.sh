@@ -180,17 +180,21 @@ variable "artifact_sha256" { type = string }
 
 output "user_data" {
   value = templatefile(var.template, {
-    artifact_url     = "https://releases.example.com/shortener-1.0.0-x86_64-unknown-linux-gnu.tar.gz"
-    artifact_sha256  = var.artifact_sha256
-    region           = "us-east-1"
-    db_secret_arn    = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0123-AbCdEf"
-    db_host          = "shortener-db.abcdefghijkl.us-east-1.rds.amazonaws.com"
-    db_port          = 5432
-    db_name          = "shortener"
-    public_url       = "https://sho.rt"
-    drain_seconds    = 30
-    drain_delay_secs = 5
-    app_port         = 8080
+    artifact_url             = "https://releases.example.com/shortener-1.0.0-x86_64-unknown-linux-gnu.tar.gz"
+    artifact_sha256          = var.artifact_sha256
+    region                   = "us-east-1"
+    db_secret_arn            = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0123-AbCdEf"
+    db_host                  = "shortener-db.abcdefghijkl.us-east-1.rds.amazonaws.com"
+    db_port                  = 5432
+    db_name                  = "shortener"
+    db_ca_bundle_url         = "https://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem"
+    public_url               = "https://sho.rt"
+    drain_seconds            = 30
+    drain_delay_secs         = 40
+    header_read_timeout_secs = 65
+    app_port                 = 8080
+    availability_zones       = "us-east-1a us-east-1b"
+    restart_slot_secs        = 160
   })
 }
 EOF
@@ -226,16 +230,31 @@ EOF
   shellcheck --shell=bash "$t/user_data.sh"
   say "  clean"
 
-  # Stubs for the AWS CLI, curl and systemctl; paths moved under a temp root.
+  # Stubs for the AWS CLI, curl (the release, the CA bundle, the instance
+  # metadata), sleep and systemctl; paths moved under a temp root.
   cat >"$t/stubs/curl" <<'EOF'
 #!/usr/bin/env bash
-out=""
+out="" url=""
 while (($#)); do
-  if [[ $1 == --output ]]; then out=$2; shift; fi
+  case $1 in
+  --output) out=$2; shift ;;
+  -H | -X | --max-time | --connect-timeout | --proto | --retry | --retry-delay) shift ;;
+  http*) url=$1 ;;
+  esac
   shift
 done
-cp "$FAKE_DOWNLOAD" "$out"
+case $url in
+http://169.254.169.254/latest/api/token) echo imds-token ;;
+http://169.254.169.254/latest/meta-data/placement/availability-zone) echo "$FAKE_AZ" ;;
+https://truststore.pki.rds.amazonaws.com/*)
+  [[ -n ${FAKE_CA:-} ]] || exit 22
+  cp "$FAKE_CA" "$out" ;;
+*) cp "$FAKE_DOWNLOAD" "$out" ;;
+esac
 EOF
+  printf '#!/bin/sh\necho "sleep $*" >>"%s"\n' "$t/sleep.log" >"$t/stubs/sleep"
+  printf -- '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n' >"$t/ca.pem"
+  export FAKE_CA="$t/ca.pem" FAKE_AZ=us-east-1a
   cat >"$t/stubs/aws" <<'EOF'
 #!/usr/bin/env python3
 import json, os
@@ -244,7 +263,7 @@ print(json.dumps({"VersionId": os.environ["FAKE_VERSION"], "SecretString": json.
 EOF
   printf '#!/bin/sh\necho "systemctl $*" >>"%s"\n' "$t/systemctl.log" >"$t/stubs/systemctl"
   chmod 0755 "$t/stubs/"*
-  sed -E "s#^(readonly (RELEASES_DIR|STATE_DIR|LOG_FILE|SELF_PATH|UNIT_DIR|LOCK_FILE)=)/#\\1$fs/#" \
+  sed -E "s#^(readonly (RELEASES_DIR|STATE_DIR|LOG_FILE|SELF_PATH|UNIT_DIR|LOCK_FILE|CA_DIR)=)/#\\1$fs/#" \
     "$t/user_data.sh" >"$t/boot.sh"
   grep -q "^readonly RELEASES_DIR=$fs/" "$t/boot.sh" || die "could not relocate the boot script's paths"
 
@@ -252,8 +271,9 @@ EOF
   local expected_url
   expected_url=$(python3 -c '
 import sys, urllib.parse
-print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws.com:5432/shortener?sslmode=require" % urllib.parse.quote(sys.argv[1], safe=""))
-' "$password")
+print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws.com:5432/shortener?sslmode=verify-full&sslrootcert=%s"
+      % (urllib.parse.quote(sys.argv[1], safe=""), sys.argv[2]))
+' "$password" "$fs/usr/local/share/shortener/rds-ca-bundle.pem")
   export RUNSH_RECORD="$t/run.record" FAKE_PASSWORD="$password"
   local stub_path="$t/stubs:$PATH"
   local failures=0
@@ -274,10 +294,15 @@ print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws
     check grep -qxF 'ARGS=--binary ./shortener --listen 0.0.0.0:8080' "$RUNSH_RECORD"
   CHECK_NAME="run.sh runs in the verified release directory" \
     check grep -qxF "PWD=$fs/usr/local/lib/shortener/releases/$sha" "$RUNSH_RECORD"
-  CHECK_NAME="DATABASE_URL has the percent-encoded password and sslmode=require" \
+  CHECK_NAME="DATABASE_URL has the percent-encoded password and sslmode=verify-full with the CA bundle" \
     check grep -qxF "DATABASE_URL=$expected_url" "$RUNSH_RECORD"
+  CHECK_NAME="the CA bundle is installed" \
+    check cmp -s "$t/ca.pem" "$fs/usr/local/share/shortener/rds-ca-bundle.pem"
+  CHECK_NAME="the CA bundle is readable by the service (0644)" \
+    check test "$(stat -c %a "$fs/usr/local/share/shortener/rds-ca-bundle.pem")" = 644
   CHECK_NAME="SHORTENER_SHUTDOWN_TIMEOUT=30s" check grep -qxF 'SHORTENER_SHUTDOWN_TIMEOUT=30s' "$RUNSH_RECORD"
-  CHECK_NAME="SHORTENER_DRAIN_DELAY=5s" check grep -qxF 'SHORTENER_DRAIN_DELAY=5s' "$RUNSH_RECORD"
+  CHECK_NAME="SHORTENER_DRAIN_DELAY=40s" check grep -qxF 'SHORTENER_DRAIN_DELAY=40s' "$RUNSH_RECORD"
+  CHECK_NAME="SHORTENER_HEADER_READ_TIMEOUT=65s" check grep -qxF 'SHORTENER_HEADER_READ_TIMEOUT=65s' "$RUNSH_RECORD"
   CHECK_NAME="SHORTENER_PUBLIC_URL" check grep -qxF 'SHORTENER_PUBLIC_URL=https://sho.rt' "$RUNSH_RECORD"
   CHECK_NAME="the password is not in the boot log" check absent "$password" "$t/boot.out" "$fs/var/log/shortener-bootstrap.log"
   CHECK_NAME="the rotation timer is enabled" check grep -qxF 'systemctl enable --now shortener-db-credentials.timer' "$t/systemctl.log"
@@ -299,6 +324,26 @@ print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws
   CHECK_NAME="rotated secret: refresh succeeds" check test "$rc" -eq 0
   CHECK_NAME="rotated secret: restarted with the new password" \
     check grep -qxF "DATABASE_URL=$expected_url" "$RUNSH_RECORD"
+  CHECK_NAME="rotated secret, first zone: restarted at once" check test ! -e "$t/sleep.log"
+
+  # A rotation seen from the second zone: the restart waits for the first zone's turn.
+  rm -f "$RUNSH_RECORD" "$t/sleep.log"
+  rc=0
+  PATH=$stub_path FAKE_VERSION=v3 FAKE_AZ=us-east-1b FAKE_PASSWORD="rotated-$password" \
+    bash "$fs/usr/local/sbin/shortener-bootstrap" refresh-credentials >"$t/refresh3.out" 2>&1 || rc=$?
+  CHECK_NAME="rotated secret, second zone: refresh succeeds" check test "$rc" -eq 0
+  CHECK_NAME="rotated secret, second zone: waits one slot (160 s) before the restart" \
+    check grep -qxF 'sleep 160' "$t/sleep.log"
+  CHECK_NAME="rotated secret, second zone: restarted" check test -e "$RUNSH_RECORD"
+
+  # No CA bundle: the boot stops before the service starts, and says why.
+  rm -rf "$RUNSH_RECORD" "$fs/usr/local/lib/shortener" "$fs/usr/local/share/shortener"
+  rc=0
+  PATH=$stub_path FAKE_DOWNLOAD="$t/release.tar.gz" FAKE_VERSION=v1 FAKE_CA="" \
+    bash "$t/boot.sh" 2>&1 | cat >"$t/noca.out" || rc=$?
+  CHECK_NAME="no CA bundle: boot fails" check test "$rc" -ne 0
+  CHECK_NAME="no CA bundle: says so" check grep -q 'FATAL: could not download the database CA bundle' "$t/noca.out"
+  CHECK_NAME="no CA bundle: run.sh never runs" check test ! -e "$RUNSH_RECORD"
 
   # A tarball that does not match its checksum is refused before anything runs.
   rm -rf "$RUNSH_RECORD" "$fs/usr/local/lib/shortener"
@@ -311,7 +356,7 @@ print("postgres://shortener:%s@shortener-db.abcdefghijkl.us-east-1.rds.amazonaws
 
   if ((failures > 0)); then
     local f
-    for f in boot.out refresh1.out refresh2.out bad.out; do
+    for f in boot.out refresh1.out refresh2.out refresh3.out noca.out bad.out; do
       [[ -f $t/$f ]] || continue
       say "--- $f (the password here is a test value) ---"
       cat "$t/$f"
@@ -348,6 +393,8 @@ step_moto() {
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   unset AWS_PROFILE
 
+  # Managed policies must exist in moto for the RDS enhanced-monitoring role's attachment
+  # (the instance role has only an inline policy).
   MOTO_IAM_LOAD_MANAGED_POLICIES=true "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
   printf '%s\n' "$!" >"$MOTO_PID_FILE"
   # This step runs in a subshell: stop moto when it ends, however it ends.
@@ -419,6 +466,8 @@ def check(name, ok):
 asg = boto3.client("autoscaling").describe_auto_scaling_groups(
     AutoScalingGroupNames=[outputs["asg_name"]])["AutoScalingGroups"][0]
 check("ASG min >= 2 and desired >= 2", asg["MinSize"] >= 2 and asg["DesiredCapacity"] >= 2)
+in_service = [i for i in asg["Instances"] if i["LifecycleState"] == "InService"]
+check("ASG runs >= 2 instances in service (%d)" % len(in_service), len(in_service) >= 2)
 check("ASG spans two subnets", len(asg["VPCZoneIdentifier"].split(",")) == 2)
 check("ASG uses ELB health checks", asg["HealthCheckType"] == "ELB")
 
@@ -455,6 +504,18 @@ check("launch template requires IMDSv2 with hop limit 1",
       lt_data["MetadataOptions"]["HttpTokens"] == "required" and lt_data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1)
 check("launch template root volume is encrypted",
       all(b["Ebs"]["Encrypted"] for b in lt_data["BlockDeviceMappings"]))
+
+iam = boto3.client("iam")
+profile_name = lt_data["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1]
+role = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]["Roles"][0]["RoleName"]
+check("instance role has no managed policy attached",
+      iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == [])
+inline = iam.list_role_policies(RoleName=role)["PolicyNames"]
+statements = [st for name in inline
+              for st in iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]["Statement"]]
+actions = [a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])]
+check("instance role: one inline policy, no wildcard action, no ssm:GetParameter",
+      len(inline) == 1 and not any("*" in a for a in actions) and not any(a.startswith("ssm:GetParameter") for a in actions))
 
 secret = boto3.client("secretsmanager").get_secret_value(SecretId=db["MasterUserSecret"]["SecretArn"])
 password = json.loads(secret["SecretString"])["password"]

@@ -52,8 +52,9 @@ Options:
                         Prometheus listener (GET /metrics). Default ${DEFAULT_METRICS_LISTEN}.
                         Env: SHORTENER_METRICS_LISTEN.
   --database-url URL    Database. Default ${DEFAULT_DATABASE_URL}
-                        or postgres://USER:PASSWORD@HOST:5432/DB?sslmode=require.
-                        Prefer the DATABASE_URL variable: a flag shows up in 'ps'.
+                        or postgres://USER:PASSWORD@HOST:5432/DB?sslmode=verify-full&sslrootcert=CA.pem
+                        (TLS, server verified against CA.pem). Prefer the DATABASE_URL
+                        variable: a flag shows up in 'ps'.
   --env-file PATH       Environment file read and written. Default ${DEFAULT_ENV_FILE}.
   --foreground          Run the service in this terminal with the same configuration
                         (exec, so signals reach it directly). Needs no root. Without a
@@ -64,14 +65,30 @@ Options:
   --print-unit          Print the systemd unit that would be installed and exit.
   -h, --help            Show this help.
 
-Environment:
-  DATABASE_URL, RUST_LOG and every SHORTENER_* variable in run.sh's environment (except
-  SHORTENER_BINARY and SHORTENER_SHA256) are written to the environment file, overriding
-  the values already there; an empty value removes the variable. For example
-  SHORTENER_DRAIN_DELAY=10s, SHORTENER_SHUTDOWN_TIMEOUT=30s, SHORTENER_LOG_FORMAT=json.
-  sudo drops the caller's environment, so put variables after it:
-      sudo DATABASE_URL='postgres://...' SHORTENER_DRAIN_DELAY=10s scripts/run.sh
-  The unit's TimeoutStopSec is drain delay + shutdown timeout + ${STOP_MARGIN_SECS} s (at least ${STOP_FLOOR_SECS} s).
+Environment (sudo drops the caller's environment, so put variables after it:
+sudo DATABASE_URL='postgres://...' SHORTENER_DRAIN_DELAY=10s scripts/run.sh):
+  Service settings: DATABASE_URL, RUST_LOG and every SHORTENER_* variable (except the two
+  below) are written to the environment file, overriding the values already there; an
+  empty value removes the variable. run.sh itself also reads some of them:
+    DATABASE_URL                  checked with 'shortener migrate' before anything changes
+    SHORTENER_LISTEN              --listen; its port must be free; /readyz is probed there
+    SHORTENER_METRICS_LISTEN      --metrics-listen; its port must be free
+    SHORTENER_PUBLIC_URL          --public-url; printed at the end
+    SHORTENER_DRAIN_DELAY         default 0s  } the unit's TimeoutStopSec is their sum
+    SHORTENER_SHUTDOWN_TIMEOUT    default 30s } + ${STOP_MARGIN_SECS} s (at least ${STOP_FLOOR_SECS} s)
+    SHORTENER_DB_CONNECT_TIMEOUT  how long migrate retries an unreachable database (30s)
+    SHORTENER_HEADER_READ_TIMEOUT idle keep-alive limit (10s); behind a load balancer set it
+                                  above the balancer's idle timeout (AWS ALB: 60s -> 65s)
+  run.sh's own (not written to the environment file):
+    SHORTENER_BINARY              --binary
+    SHORTENER_SHA256              --sha256
+    TMPDIR                        where downloads are unpacked (default /tmp)
+    PATH                          finds cargo, curl, systemctl, setpriv, ss, ...
+    CARGO_HOME, HOME              where cargo is looked for when it is not on PATH
+                                  (also the checkout owner's ~/.cargo/bin)
+    CARGO_TARGET_DIR              where 'cargo build' puts the binary (default target/)
+  Secrets reach 'shortener migrate' and the service through their environment only, never
+  a command line ('ps' shows every command line to every local user).
 
 Ports: the defaults are unprivileged; binding a port below 1024 would need a capability
 the unit does not grant. Behind a load balancer listen on 8080 and let it serve 80/443.
@@ -306,14 +323,21 @@ print_settings() {
 	done < <(conf_keys)
 }
 
-# env_args: fill ENV_ARGS with KEY=VALUE words for env(1).
-ENV_ARGS=()
-build_env_args() {
-	local key
-	ENV_ARGS=()
-	while IFS= read -r key; do
-		ENV_ARGS+=("$key=${CONF[$key]}")
+# exec_with_settings COMMAND...: replace the current (sub)shell with COMMAND, whose
+# environment holds only PATH, HOME (the run directory) and the settings. The settings are
+# exported, never written as KEY=VALUE arguments: any local user can read every process's
+# command line (ps, /proc/PID/cmdline), while its environment is private to its owner and
+# root. Call it in a subshell.
+exec_with_settings() {
+	local name
+	while IFS= read -r name; do
+		unset -v "$name" 2>/dev/null || true
+	done < <(compgen -e)
+	export PATH=/usr/local/bin:/usr/bin:/bin HOME="$RUN_DIR"
+	while IFS= read -r name; do
+		export "$name=${CONF[$name]}"
 	done < <(conf_keys)
+	exec "$@"
 }
 
 # duration_secs TEXT: a humantime duration ("30s", "1m 30s", "500ms", "2min") in whole
@@ -596,10 +620,9 @@ migrate() {
 	if [[ -n $as_user ]]; then
 		runner=(setpriv --reuid="$as_user" --regid="$as_user" --init-groups)
 	fi
-	build_env_args
 	info "checking the database: shortener migrate (an unreachable database is retried for SHORTENER_DB_CONNECT_TIMEOUT, 30 s by default)"
-	out=$(cd "$RUN_DIR" && umask 0077 && timeout 120 ${runner[@]+"${runner[@]}"} env -i PATH=/usr/local/bin:/usr/bin:/bin \
-		HOME="$RUN_DIR" ${ENV_ARGS[@]+"${ENV_ARGS[@]}"} "$bin" migrate 2>&1) || rc=$?
+	out=$(cd "$RUN_DIR" && umask 0077 &&
+		exec_with_settings timeout 120 ${runner[@]+"${runner[@]}"} "$bin" migrate 2>&1) || rc=$?
 	if ((rc != 0)); then
 		printf '%s\n' "$out" | tail -n 20 | mask_text | sed 's/^/    /' >&2
 		mask_url "${CONF[DATABASE_URL]}"
@@ -664,6 +687,7 @@ run_foreground() {
 	migrate "$BIN_SRC"
 	info "starting in the foreground with:"
 	print_settings
+	# Exported, not passed as arguments: nothing secret on the command line.
 	local key
 	while IFS= read -r key; do
 		export "$key=${CONF[$key]}"
@@ -686,10 +710,11 @@ ensure_user() {
 
 wait_ready() {
 	local deadline=$((SECONDS + READY_TIMEOUT))
-	build_env_args
 	info "waiting up to ${READY_TIMEOUT}s for /readyz"
 	while ((SECONDS < deadline)); do
-		if env -i PATH=/usr/bin:/bin ${ENV_ARGS[@]+"${ENV_ARGS[@]}"} "$INSTALL_BIN" healthcheck >/dev/null 2>&1; then
+		# The probe needs the listen address only: none of the settings (secrets included).
+		if env -i PATH=/usr/bin:/bin "$INSTALL_BIN" healthcheck --listen "${CONF[SHORTENER_LISTEN]}" \
+			--timeout 2s >/dev/null 2>&1; then
 			return 0
 		fi
 		if systemctl is-failed --quiet "$SERVICE"; then

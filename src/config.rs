@@ -300,7 +300,8 @@ pub struct ServeArgs {
 /// Options of `healthcheck`.
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckArgs {
-    /// URL to probe. Default: `/readyz` on the loopback address of `SHORTENER_LISTEN`'s port.
+    /// URL to probe. Default: `/readyz` at `SHORTENER_LISTEN` (on loopback when that address
+    /// is the wildcard `0.0.0.0` or `[::]`).
     #[arg(long, env = "SHORTENER_HEALTHCHECK_URL")]
     pub url: Option<String>,
 

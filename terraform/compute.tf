@@ -4,7 +4,8 @@
 # tarball, checks its SHA-256, reads the database secret with its own role and
 # starts the service through the tarball's scripts/run.sh (see
 # user_data.sh.tftpl). A change to the artifact, the image or any other launch
-# setting makes a new template version, which starts a rolling instance refresh.
+# setting makes a new template version, which starts a rolling instance refresh
+# (`terraform apply` starts it and returns; it does not wait for the refresh).
 
 data "aws_ssm_parameter" "ami" {
   name = var.ami_ssm_parameter
@@ -13,27 +14,39 @@ data "aws_ssm_parameter" "ami" {
 data "aws_default_tags" "current" {}
 
 locals {
+  # When the database password is rotated, the instances of the first availability zone
+  # restart at once and those of the second this much later. An instance is out of the
+  # load balancer's rotation for the drain delay, the end of its in-flight requests (at
+  # most drain_seconds) and healthy_threshold health checks; instances notice the new
+  # secret up to one poll (70 s) apart. So one zone keeps serving throughout.
+  rotation_restart_slot_seconds = (local.drain_delay_seconds + var.drain_seconds +
+  local.health_check.interval * local.health_check.healthy_threshold + 70)
+
   user_data = templatefile("${path.module}/user_data.sh.tftpl", {
-    artifact_url     = var.artifact_url
-    artifact_sha256  = lower(var.artifact_sha256)
-    region           = data.aws_region.current.name
-    db_secret_arn    = local.db_secret_arn
-    db_host          = aws_db_instance.main.address
-    db_port          = local.db_port
-    db_name          = var.db_name
-    public_url       = local.public_url
-    drain_seconds    = var.drain_seconds
-    drain_delay_secs = 5
-    app_port         = local.app_port
+    artifact_url             = var.artifact_url
+    artifact_sha256          = lower(var.artifact_sha256)
+    region                   = data.aws_region.current.name
+    db_secret_arn            = local.db_secret_arn
+    db_host                  = aws_db_instance.main.address
+    db_port                  = local.db_port
+    db_name                  = var.db_name
+    db_ca_bundle_url         = local.db_ca_bundle_url
+    public_url               = local.public_url
+    drain_seconds            = var.drain_seconds
+    drain_delay_secs         = local.drain_delay_seconds
+    header_read_timeout_secs = local.header_read_timeout_seconds
+    app_port                 = local.app_port
+    availability_zones       = join(" ", local.azs)
+    restart_slot_secs        = local.rotation_restart_slot_seconds
   })
 
   # Default tags do not reach instances or volumes launched by Auto Scaling.
-  instance_tags = merge(data.aws_default_tags.current.tags, { Name = "${var.name}-app" })
+  instance_tags = merge(data.aws_default_tags.current.tags, { Name = "${local.name}-app" })
 }
 
 resource "aws_launch_template" "app" {
-  name_prefix            = "${var.name}-app-"
-  description            = "${var.name} application servers"
+  name_prefix            = "${local.name}-app-"
+  description            = "${local.name} application servers"
   image_id               = data.aws_ssm_parameter.ami.insecure_value
   instance_type          = var.instance_type
   update_default_version = true
@@ -91,7 +104,7 @@ resource "aws_launch_template" "app" {
 }
 
 resource "aws_autoscaling_group" "app" {
-  name_prefix         = "${var.name}-app-"
+  name_prefix         = "${local.name}-app-"
   min_size            = var.min_size
   max_size            = var.max_size
   vpc_zone_identifier = aws_subnet.app[*].id
@@ -111,6 +124,11 @@ resource "aws_autoscaling_group" "app" {
     version = aws_launch_template.app.latest_version
   }
 
+  # A new template version launches replacements first (up to twice the capacity), and
+  # retires old instances only once the new ones pass /readyz. No auto_rollback: the
+  # provider points the group at the new version before it starts the refresh
+  # (hashicorp/terraform-provider-aws#34189), so a "rollback" would relaunch the same
+  # version. To roll back, apply the previous artifact_url and artifact_sha256 (README).
   instance_refresh {
     strategy = "Rolling"
 
@@ -119,7 +137,7 @@ resource "aws_autoscaling_group" "app" {
       max_healthy_percentage = var.instance_refresh_min_healthy_percentage + 100
       instance_warmup        = var.health_check_grace_period
       skip_matching          = true
-      auto_rollback          = true
+      auto_rollback          = false
     }
   }
 
@@ -151,7 +169,7 @@ resource "aws_autoscaling_group" "app" {
 }
 
 resource "aws_autoscaling_policy" "cpu" {
-  name                   = "${var.name}-cpu-target"
+  name                   = "${local.name}-cpu-target"
   autoscaling_group_name = aws_autoscaling_group.app.name
   policy_type            = "TargetTrackingScaling"
 

@@ -6,22 +6,26 @@
 
 locals {
   db_major      = split(".", var.db_engine_version)[0]
-  db_identifier = "${var.name}-db"
+  db_identifier = "${local.name}-db"
   db_secret_arn = aws_db_instance.main.master_user_secret[0].secret_arn
+
+  # The CA bundle the instances verify the database's certificate against.
+  db_ca_bundle_url = (var.db_ca_bundle_url != "" ? var.db_ca_bundle_url :
+  "https://truststore.pki.rds.amazonaws.com/${data.aws_region.current.name}/${data.aws_region.current.name}-bundle.pem")
 }
 
 resource "aws_db_subnet_group" "main" {
-  name_prefix = "${var.name}-db-"
-  description = "${var.name}: isolated database subnets"
+  name_prefix = "${local.name}-db-"
+  description = "${local.name}: isolated database subnets"
   subnet_ids  = aws_subnet.database[*].id
 
-  tags = { Name = "${var.name}-db" }
+  tags = { Name = "${local.name}-db" }
 }
 
 resource "aws_db_parameter_group" "main" {
-  name_prefix = "${var.name}-pg${local.db_major}-"
+  name_prefix = "${local.name}-pg${local.db_major}-"
   family      = "postgres${local.db_major}"
-  description = "${var.name}: TLS only, DDL and slow-query logging"
+  description = "${local.name}: TLS only, DDL and slow-query logging"
 
   parameter {
     name  = "rds.force_ssl"
@@ -45,7 +49,7 @@ resource "aws_db_parameter_group" "main" {
     value = "1"
   }
 
-  tags = { Name = "${var.name}-pg${local.db_major}" }
+  tags = { Name = "${local.name}-pg${local.db_major}" }
 
   lifecycle {
     create_before_destroy = true
@@ -66,7 +70,7 @@ resource "aws_cloudwatch_log_group" "db" {
 resource "aws_iam_role" "rds_monitoring" {
   count = var.enhanced_monitoring_interval > 0 ? 1 : 0
 
-  name_prefix = "${var.name}-rds-mon-"
+  name_prefix = "${local.name}-rds-mon-"
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{

@@ -7,7 +7,7 @@ locals {
 }
 
 resource "aws_cloudwatch_metric_alarm" "alb_5xx" {
-  alarm_name          = "${var.name}-alb-5xx"
+  alarm_name          = "${local.name}-alb-5xx"
   alarm_description   = "The load balancer itself answered 5xx (no healthy target, target timeouts or resets)."
   namespace           = "AWS/ApplicationELB"
   metric_name         = "HTTPCode_ELB_5XX_Count"
@@ -23,7 +23,7 @@ resource "aws_cloudwatch_metric_alarm" "alb_5xx" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "target_5xx" {
-  alarm_name          = "${var.name}-target-5xx"
+  alarm_name          = "${local.name}-target-5xx"
   alarm_description   = "The service answered 5xx through the load balancer."
   namespace           = "AWS/ApplicationELB"
   metric_name         = "HTTPCode_Target_5XX_Count"
@@ -39,7 +39,7 @@ resource "aws_cloudwatch_metric_alarm" "target_5xx" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "unhealthy_hosts" {
-  alarm_name        = "${var.name}-unhealthy-hosts"
+  alarm_name        = "${local.name}-unhealthy-hosts"
   alarm_description = "At least one instance has failed the /readyz health check for 5 minutes."
   namespace         = "AWS/ApplicationELB"
   metric_name       = "UnHealthyHostCount"
@@ -59,7 +59,7 @@ resource "aws_cloudwatch_metric_alarm" "unhealthy_hosts" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "db_cpu" {
-  alarm_name          = "${var.name}-db-cpu"
+  alarm_name          = "${local.name}-db-cpu"
   alarm_description   = "Database CPU above ${var.alarm_db_cpu_percent}% for 15 minutes."
   namespace           = "AWS/RDS"
   metric_name         = "CPUUtilization"
@@ -75,7 +75,7 @@ resource "aws_cloudwatch_metric_alarm" "db_cpu" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "db_free_storage" {
-  alarm_name          = "${var.name}-db-free-storage"
+  alarm_name          = "${local.name}-db-free-storage"
   alarm_description   = "Database free storage below ${var.alarm_db_free_storage_percent}% of the allocated ${var.db_allocated_storage} GiB."
   namespace           = "AWS/RDS"
   metric_name         = "FreeStorageSpace"

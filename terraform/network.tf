@@ -38,7 +38,7 @@ resource "aws_vpc" "main" {
   enable_dns_support   = true
   enable_dns_hostnames = true
 
-  tags = { Name = "${var.name}-vpc" }
+  tags = { Name = "${local.name}-vpc" }
 
   lifecycle {
     precondition {
@@ -53,13 +53,13 @@ resource "aws_vpc" "main" {
 resource "aws_default_security_group" "default" {
   vpc_id = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-default-deny" }
+  tags = { Name = "${local.name}-default-deny" }
 }
 
 resource "aws_internet_gateway" "main" {
   vpc_id = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-igw" }
+  tags = { Name = "${local.name}-igw" }
 }
 
 # --- public tier ----------------------------------------------------------------
@@ -72,13 +72,13 @@ resource "aws_subnet" "public" {
   cidr_block              = local.public_cidrs[count.index]
   map_public_ip_on_launch = false
 
-  tags = { Name = "${var.name}-public-${local.azs[count.index]}", Tier = "public" }
+  tags = { Name = "${local.name}-public-${local.azs[count.index]}", Tier = "public" }
 }
 
 resource "aws_route_table" "public" {
   vpc_id = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-public" }
+  tags = { Name = "${local.name}-public" }
 }
 
 resource "aws_route" "public_internet" {
@@ -99,7 +99,7 @@ resource "aws_eip" "nat" {
 
   domain = "vpc"
 
-  tags = { Name = "${var.name}-nat-${local.azs[count.index]}" }
+  tags = { Name = "${local.name}-nat-${local.azs[count.index]}" }
 
   depends_on = [aws_internet_gateway.main]
 }
@@ -110,7 +110,7 @@ resource "aws_nat_gateway" "main" {
   allocation_id = aws_eip.nat[count.index].id
   subnet_id     = aws_subnet.public[count.index].id
 
-  tags = { Name = "${var.name}-nat-${local.azs[count.index]}" }
+  tags = { Name = "${local.name}-nat-${local.azs[count.index]}" }
 
   depends_on = [aws_internet_gateway.main]
 }
@@ -125,7 +125,7 @@ resource "aws_subnet" "app" {
   cidr_block              = local.app_cidrs[count.index]
   map_public_ip_on_launch = false
 
-  tags = { Name = "${var.name}-app-${local.azs[count.index]}", Tier = "app" }
+  tags = { Name = "${local.name}-app-${local.azs[count.index]}", Tier = "app" }
 }
 
 # One route table per zone, so that per-zone NAT is a variable and not a rebuild.
@@ -134,7 +134,7 @@ resource "aws_route_table" "app" {
 
   vpc_id = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-app-${local.azs[count.index]}" }
+  tags = { Name = "${local.name}-app-${local.azs[count.index]}" }
 }
 
 resource "aws_route" "app_nat" {
@@ -158,7 +158,7 @@ resource "aws_vpc_endpoint" "s3" {
   vpc_endpoint_type = "Gateway"
   route_table_ids   = aws_route_table.app[*].id
 
-  tags = { Name = "${var.name}-s3" }
+  tags = { Name = "${local.name}-s3" }
 }
 
 # --- database tier --------------------------------------------------------------
@@ -171,7 +171,7 @@ resource "aws_subnet" "database" {
   cidr_block              = local.database_cidrs[count.index]
   map_public_ip_on_launch = false
 
-  tags = { Name = "${var.name}-db-${local.azs[count.index]}", Tier = "database" }
+  tags = { Name = "${local.name}-db-${local.azs[count.index]}", Tier = "database" }
 }
 
 # No routes besides the implicit local one: the database cannot reach, or be
@@ -179,7 +179,7 @@ resource "aws_subnet" "database" {
 resource "aws_route_table" "database" {
   vpc_id = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-db" }
+  tags = { Name = "${local.name}-db" }
 }
 
 resource "aws_route_table_association" "database" {
@@ -194,7 +194,7 @@ resource "aws_route_table_association" "database" {
 resource "aws_cloudwatch_log_group" "flow_logs" {
   count = var.flow_logs_enabled ? 1 : 0
 
-  name              = "/${var.name}/vpc-flow-logs"
+  name              = local.flow_logs_group_name
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.main.arn
 }
@@ -202,7 +202,7 @@ resource "aws_cloudwatch_log_group" "flow_logs" {
 resource "aws_iam_role" "flow_logs" {
   count = var.flow_logs_enabled ? 1 : 0
 
-  name_prefix = "${var.name}-flow-logs-"
+  name_prefix = "${local.name}-flow-logs-"
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
@@ -247,5 +247,5 @@ resource "aws_flow_log" "main" {
   log_destination      = aws_cloudwatch_log_group.flow_logs[0].arn
   iam_role_arn         = aws_iam_role.flow_logs[0].arn
 
-  tags = { Name = "${var.name}-vpc" }
+  tags = { Name = "${local.name}-vpc" }
 }

@@ -12,8 +12,14 @@
 # storage, its Performance Insights data, the database master secret and the log
 # groups. Instance root volumes use the account's EBS default key instead, so
 # that Auto Scaling needs no grant on this key to launch instances.
+locals {
+  # The log groups this stack creates (database.tf, network.tf), as ARN patterns.
+  flow_logs_group_name = "/${local.name}/vpc-flow-logs"
+  log_group_patterns   = ["/aws/rds/instance/${local.db_identifier}/*", local.flow_logs_group_name]
+}
+
 resource "aws_kms_key" "main" {
-  description             = "${var.name}: database, secret and log encryption"
+  description             = "${local.name}: database, secret and log encryption"
   enable_key_rotation     = true
   deletion_window_in_days = 30
 
@@ -28,7 +34,8 @@ resource "aws_kms_key" "main" {
         Resource  = "*"
       },
       {
-        Sid       = "CloudWatchLogsEncryptsThisAccountsLogGroups"
+        # Only for this stack's log groups: the database's exports and the flow logs.
+        Sid       = "CloudWatchLogsEncryptsThisStacksLogGroups"
         Effect    = "Allow"
         Principal = { Service = "logs.${data.aws_region.current.name}.amazonaws.com" }
         Action = [
@@ -41,18 +48,21 @@ resource "aws_kms_key" "main" {
         Resource = "*"
         Condition = {
           ArnLike = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:*"
+            "kms:EncryptionContext:aws:logs:arn" = [
+              for group in local.log_group_patterns :
+              "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:${group}"
+            ]
           }
         }
       },
     ]
   })
 
-  tags = { Name = "${var.name}-data" }
+  tags = { Name = "${local.name}-data" }
 }
 
 resource "aws_kms_alias" "main" {
-  name          = "alias/${var.name}-data"
+  name          = "alias/${local.name}-data"
   target_key_id = aws_kms_key.main.key_id
 }
 
@@ -71,11 +81,11 @@ locals {
 }
 
 resource "aws_security_group" "alb" {
-  name_prefix = "${var.name}-alb-"
+  name_prefix = "${local.name}-alb-"
   description = "Load balancer: HTTP/HTTPS from allowed CIDRs, out only to the app port"
   vpc_id      = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-alb" }
+  tags = { Name = "${local.name}-alb" }
 
   lifecycle {
     create_before_destroy = true
@@ -103,11 +113,11 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_app" {
 }
 
 resource "aws_security_group" "app" {
-  name_prefix = "${var.name}-app-"
+  name_prefix = "${local.name}-app-"
   description = "Instances: app port from the load balancer only"
   vpc_id      = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-app" }
+  tags = { Name = "${local.name}-app" }
 
   lifecycle {
     create_before_destroy = true
@@ -146,11 +156,11 @@ resource "aws_vpc_security_group_egress_rule" "app_to_db" {
 
 # No egress rules at all: the database only answers connections.
 resource "aws_security_group" "db" {
-  name_prefix = "${var.name}-db-"
+  name_prefix = "${local.name}-db-"
   description = "Database: Postgres from the instances only"
   vpc_id      = aws_vpc.main.id
 
-  tags = { Name = "${var.name}-db" }
+  tags = { Name = "${local.name}-db" }
 
   lifecycle {
     create_before_destroy = true
@@ -169,8 +179,8 @@ resource "aws_vpc_security_group_ingress_rule" "db_from_app" {
 # --- instance role ----------------------------------------------------------------
 
 resource "aws_iam_role" "app" {
-  name_prefix = "${var.name}-app-"
-  description = "Instances of ${var.name}: SSM Session Manager and the database secret"
+  name_prefix = "${local.name}-app-"
+  description = "Instances of ${local.name}: SSM Session Manager and the database secret"
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
@@ -181,19 +191,43 @@ resource "aws_iam_role" "app" {
   })
 }
 
-resource "aws_iam_role_policy_attachment" "app_ssm" {
-  role       = aws_iam_role.app.name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
-}
-
-# Exactly one secret (the RDS-managed master secret), and the key that protects
-# it only when Secrets Manager asks on the role's behalf.
-resource "aws_iam_role_policy" "app_db_secret" {
-  name = "read-database-secret"
+# Everything an instance may do, in one inline policy: no AWS-managed policy (the usual
+# AmazonSSMManagedInstanceCore also reads every SSM parameter and more).
+#   - Session Manager: the SSM agent registers its own instance, opens the session
+#     channels (Session Manager's documented minimum) and polls its message endpoint
+#     (the channel and message actions have no resource-level permissions);
+#   - exactly the RDS-managed database secret, and the key that protects it only when
+#     Secrets Manager uses it on the role's behalf.
+# The AMI parameter is read by Terraform, not by the instances.
+resource "aws_iam_role_policy" "app" {
+  name = "instance"
   role = aws_iam_role.app.id
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
+      {
+        Sid      = "SessionManagerRegistration"
+        Effect   = "Allow"
+        Action   = "ssm:UpdateInstanceInformation"
+        Resource = "arn:${data.aws_partition.current.partition}:ec2:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:instance/*"
+      },
+      {
+        Sid    = "SessionManagerChannels"
+        Effect = "Allow"
+        Action = [
+          "ssmmessages:CreateControlChannel",
+          "ssmmessages:CreateDataChannel",
+          "ssmmessages:OpenControlChannel",
+          "ssmmessages:OpenDataChannel",
+          "ec2messages:AcknowledgeMessage",
+          "ec2messages:DeleteMessage",
+          "ec2messages:FailMessage",
+          "ec2messages:GetEndpoint",
+          "ec2messages:GetMessages",
+          "ec2messages:SendReply",
+        ]
+        Resource = "*"
+      },
       {
         Sid      = "ReadDatabaseSecret"
         Effect   = "Allow"
@@ -216,6 +250,6 @@ resource "aws_iam_role_policy" "app_db_secret" {
 }
 
 resource "aws_iam_instance_profile" "app" {
-  name_prefix = "${var.name}-app-"
+  name_prefix = "${local.name}-app-"
   role        = aws_iam_role.app.name
 }

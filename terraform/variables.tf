@@ -4,7 +4,7 @@
 # --- naming and placement -----------------------------------------------------
 
 variable "name" {
-  description = "Name prefix for every resource (lower case letters, digits and hyphens)."
+  description = "Name of the service; with environment it prefixes every resource name (name-environment-...)."
   type        = string
   default     = "shortener"
 
@@ -15,13 +15,20 @@ variable "name" {
 }
 
 variable "environment" {
-  description = "Environment label, used in tags (for example prod or staging)."
+  description = "Environment (for example prod or staging): part of every resource name, so that environments in one account and region do not collide, and a tag."
   type        = string
   default     = "prod"
 
   validation {
-    condition     = can(regex("^[a-z0-9-]{1,32}$", var.environment))
-    error_message = "environment must be 1-32 characters of lower case letters, digits and hyphens."
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", var.environment))
+    error_message = "environment must be lower case letters, digits and hyphens, starting and ending with a letter or digit."
+  }
+
+  # The load balancer's name (name-environment-alb) may have 32 characters, and IAM name
+  # prefixes (name-environment-flow-logs-) 38.
+  validation {
+    condition     = length("${var.name}-${var.environment}") <= 27
+    error_message = "name and environment together must have at most 26 characters (the load balancer's name is name-environment-alb, at most 32)."
   }
 }
 
@@ -154,6 +161,17 @@ variable "web_acl_arn" {
   validation {
     condition     = var.web_acl_arn == "" || can(regex("^arn:aws[a-z-]*:wafv2:", var.web_acl_arn))
     error_message = "web_acl_arn must be empty or a WAFv2 web ACL ARN."
+  }
+}
+
+variable "alb_idle_timeout" {
+  description = "Seconds the load balancer keeps an idle connection open (to clients and to instances). The service keeps idle connections 5 s longer (SHORTENER_HEADER_READ_TIMEOUT), so the load balancer never reuses one the service has closed."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.alb_idle_timeout >= 1 && var.alb_idle_timeout <= 4000 && floor(var.alb_idle_timeout) == var.alb_idle_timeout
+    error_message = "alb_idle_timeout must be a whole number of seconds between 1 and 4000."
   }
 }
 
@@ -343,6 +361,17 @@ variable "db_username" {
   validation {
     condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.db_username)) && !contains(["postgres", "admin", "rdsadmin", "root"], var.db_username)
     error_message = "db_username must start with a letter, use lower case letters, digits and underscores, and not be a reserved name."
+  }
+}
+
+variable "db_ca_bundle_url" {
+  description = "HTTPS URL of the certificate bundle the instances verify the database's TLS certificate against (sslmode=verify-full), fetched at every boot. Empty: the region's RDS bundle, https://truststore.pki.rds.amazonaws.com/REGION/REGION-bundle.pem (the global bundle is .../global/global-bundle.pem)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.db_ca_bundle_url == "" || can(regex("^https://[^[:space:]'\"\\\\`$]+$", var.db_ca_bundle_url))
+    error_message = "db_ca_bundle_url must be empty or an https:// URL without spaces, quotes, backslashes, backticks or dollar signs."
   }
 }
 

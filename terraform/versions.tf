@@ -32,3 +32,10 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
 data "aws_region" "current" {}
+
+locals {
+  # Every name this stack gives (load balancer, database, key alias, log groups, alarms,
+  # and the prefixes of the rest) starts with name-environment, so that two environments
+  # can live in one account and region without colliding. Tags carry both as well.
+  name = "${var.name}-${var.environment}"
+}

@@ -165,20 +165,99 @@ run "secure_defaults" {
     error_message = "user_data must not carry a password."
   }
 
-  # --- instance role: SSM plus exactly the database secret ----------------------
   assert {
-    condition     = aws_iam_role_policy_attachment.app_ssm.policy_arn == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-    error_message = "The instance role must have AmazonSSMManagedInstanceCore."
+    condition = (
+      strcontains(base64decode(aws_launch_template.app.user_data), "sslmode=verify-full&sslrootcert=") &&
+      !strcontains(base64decode(aws_launch_template.app.user_data), "sslmode=require") &&
+      strcontains(base64decode(aws_launch_template.app.user_data), "readonly DB_CA_BUNDLE_URL='https://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem'")
+    )
+    error_message = "The instances must verify the database's certificate against the region's RDS CA bundle."
+  }
+
+  # The ALB marks a target unhealthy after 3 failed checks 10 s apart: the service
+  # drains for one interval more; it keeps idle connections 5 s longer than the ALB.
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "readonly DRAIN_DELAY_SECONDS='40'") && aws_lb_target_group.app.health_check[0].interval * aws_lb_target_group.app.health_check[0].unhealthy_threshold < 40
+    error_message = "The drain delay must be longer than health-check interval x unhealthy threshold."
   }
 
   assert {
-    condition     = jsondecode(aws_iam_role_policy.app_db_secret.policy).Statement[0].Resource == aws_db_instance.main.master_user_secret[0].secret_arn
-    error_message = "The instance role may read only the RDS-managed secret."
+    condition     = aws_lb.main.idle_timeout == 60 && strcontains(base64decode(aws_launch_template.app.user_data), "readonly HEADER_READ_TIMEOUT_SECONDS='65'") && strcontains(base64decode(aws_launch_template.app.user_data), "SHORTENER_HEADER_READ_TIMEOUT=")
+    error_message = "The service must keep idle connections open longer than the ALB's idle timeout."
   }
 
   assert {
-    condition     = jsondecode(aws_iam_role_policy.app_db_secret.policy).Statement[0].Action == "secretsmanager:GetSecretValue"
-    error_message = "The instance role may only read the secret's value."
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "readonly AVAILABILITY_ZONES='us-east-1a us-east-1b'") && strcontains(base64decode(aws_launch_template.app.user_data), "readonly RESTART_SLOT_SECONDS='160'")
+    error_message = "Rotation restarts must go one zone at a time, a slot of drain delay + drain_seconds + 2 healthy checks + one poll apart."
+  }
+
+  # --- instance role: Session Manager plus exactly the database secret -----------
+  assert {
+    condition     = length(jsondecode(aws_iam_role_policy.app.policy).Statement) == 4 && alltrue([for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Effect == "Allow" && !can(st.NotAction) && !can(st.NotResource)])
+    error_message = "The instance policy must have exactly its four Allow statements."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for st in jsondecode(aws_iam_role_policy.app.policy).Statement : [for a in flatten([st.Action]) : !strcontains(a, "*")]
+    ]))
+    error_message = "No action of the instance policy may be a wildcard."
+  }
+
+  assert {
+    condition = (
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["SessionManagerRegistration"].Action == "ssm:UpdateInstanceInformation" &&
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["SessionManagerRegistration"].Resource == "arn:aws:ec2:us-east-1:123456789012:instance/*"
+    )
+    error_message = "The SSM agent may register its instance, nothing else of SSM."
+  }
+
+  assert {
+    condition = toset({ for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["SessionManagerChannels"].Action) == toset([
+      "ssmmessages:CreateControlChannel",
+      "ssmmessages:CreateDataChannel",
+      "ssmmessages:OpenControlChannel",
+      "ssmmessages:OpenDataChannel",
+      "ec2messages:AcknowledgeMessage",
+      "ec2messages:DeleteMessage",
+      "ec2messages:FailMessage",
+      "ec2messages:GetEndpoint",
+      "ec2messages:GetMessages",
+      "ec2messages:SendReply",
+    ])
+    error_message = "Session Manager needs exactly the agent's channel and message actions."
+  }
+
+  assert {
+    condition = (
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["ReadDatabaseSecret"].Action == "secretsmanager:GetSecretValue" &&
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["ReadDatabaseSecret"].Resource == aws_db_instance.main.master_user_secret[0].secret_arn
+    )
+    error_message = "The instance role may only read the value of the RDS-managed secret."
+  }
+
+  assert {
+    condition = (
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["DecryptDatabaseSecret"].Action == "kms:Decrypt" &&
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["DecryptDatabaseSecret"].Resource == aws_kms_key.main.arn &&
+      { for st in jsondecode(aws_iam_role_policy.app.policy).Statement : st.Sid => st }["DecryptDatabaseSecret"].Condition.StringEquals["kms:ViaService"] == "secretsmanager.us-east-1.amazonaws.com"
+    )
+    error_message = "The instance role may decrypt with the stack's key only through Secrets Manager."
+  }
+
+  # --- encryption key -----------------------------------------------------------
+  assert {
+    condition = toset(jsondecode(aws_kms_key.main.policy).Statement[1].Condition.ArnLike["kms:EncryptionContext:aws:logs:arn"]) == toset([
+      "arn:aws:logs:us-east-1:123456789012:log-group:/aws/rds/instance/shortener-prod-db/*",
+      "arn:aws:logs:us-east-1:123456789012:log-group:/shortener-prod/vpc-flow-logs",
+    ])
+    error_message = "CloudWatch Logs may use the key for this stack's log groups only."
+  }
+
+  # --- names: name-environment, so environments in one account do not collide -----
+  assert {
+    condition     = aws_lb.main.name == "shortener-prod-alb" && aws_db_instance.main.identifier == "shortener-prod-db" && aws_kms_alias.main.name == "alias/shortener-prod-data" && aws_cloudwatch_log_group.flow_logs[0].name == "/shortener-prod/vpc-flow-logs"
+    error_message = "Fixed names must include the environment."
   }
 
   # --- Auto Scaling -------------------------------------------------------------
@@ -210,6 +289,11 @@ run "secure_defaults" {
   assert {
     condition     = aws_autoscaling_policy.cpu.policy_type == "TargetTrackingScaling"
     error_message = "A target-tracking scaling policy must exist."
+  }
+
+  assert {
+    condition     = !aws_autoscaling_group.app.instance_refresh[0].preferences[0].auto_rollback && aws_autoscaling_group.app.instance_refresh[0].preferences[0].max_healthy_percentage == 200
+    error_message = "No auto_rollback (it would relaunch the new version; see compute.tf); replacements launch before old instances stop."
   }
 
   # --- load balancer ------------------------------------------------------------
@@ -341,8 +425,62 @@ run "secure_defaults" {
 
   # --- monitoring ---------------------------------------------------------------
   assert {
-    condition     = length(aws_cloudwatch_metric_alarm.unhealthy_hosts.alarm_actions) == 0 && aws_cloudwatch_metric_alarm.unhealthy_hosts.metric_name == "UnHealthyHostCount"
+    condition     = length(aws_cloudwatch_metric_alarm.unhealthy_hosts.alarm_actions) == 0 && length(aws_cloudwatch_metric_alarm.db_cpu.alarm_actions) == 0
     error_message = "Without a topic, alarms exist without actions."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.alb_5xx.namespace == "AWS/ApplicationELB" &&
+      aws_cloudwatch_metric_alarm.alb_5xx.metric_name == "HTTPCode_ELB_5XX_Count" &&
+      aws_cloudwatch_metric_alarm.alb_5xx.dimensions.LoadBalancer == aws_lb.main.arn_suffix &&
+      aws_cloudwatch_metric_alarm.alb_5xx.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.alb_5xx.comparison_operator == "GreaterThanOrEqualToThreshold" &&
+      aws_cloudwatch_metric_alarm.alb_5xx.threshold == 10
+    )
+    error_message = "An alarm must count the load balancer's 5xx responses."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.target_5xx.namespace == "AWS/ApplicationELB" &&
+      aws_cloudwatch_metric_alarm.target_5xx.metric_name == "HTTPCode_Target_5XX_Count" &&
+      aws_cloudwatch_metric_alarm.target_5xx.dimensions.LoadBalancer == aws_lb.main.arn_suffix
+    )
+    error_message = "An alarm must count the service's 5xx responses."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.namespace == "AWS/ApplicationELB" &&
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.metric_name == "UnHealthyHostCount" &&
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.dimensions.TargetGroup == aws_lb_target_group.app.arn_suffix &&
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.dimensions.LoadBalancer == aws_lb.main.arn_suffix &&
+      aws_cloudwatch_metric_alarm.unhealthy_hosts.threshold == 1
+    )
+    error_message = "An alarm must fire when the target group has an unhealthy host."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.db_cpu.namespace == "AWS/RDS" &&
+      aws_cloudwatch_metric_alarm.db_cpu.metric_name == "CPUUtilization" &&
+      aws_cloudwatch_metric_alarm.db_cpu.dimensions.DBInstanceIdentifier == aws_db_instance.main.identifier &&
+      aws_cloudwatch_metric_alarm.db_cpu.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.db_cpu.threshold == 80
+    )
+    error_message = "An alarm must watch the database's CPU."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.db_free_storage.namespace == "AWS/RDS" &&
+      aws_cloudwatch_metric_alarm.db_free_storage.metric_name == "FreeStorageSpace" &&
+      aws_cloudwatch_metric_alarm.db_free_storage.dimensions.DBInstanceIdentifier == aws_db_instance.main.identifier &&
+      aws_cloudwatch_metric_alarm.db_free_storage.comparison_operator == "LessThanThreshold" &&
+      aws_cloudwatch_metric_alarm.db_free_storage.threshold == 2147483648
+    )
+    error_message = "An alarm must fire below 10% (2 GiB) free database storage."
   }
 
   # --- outputs ------------------------------------------------------------------
@@ -361,6 +499,24 @@ run "https_with_certificate" {
     drain_seconds       = 45
     nat_gateway_per_az  = true
     alarm_sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:ops"
+    alb_idle_timeout    = 120
+    environment         = "staging"
+    db_ca_bundle_url    = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+  }
+
+  assert {
+    condition     = aws_lb.main.idle_timeout == 120 && strcontains(base64decode(aws_launch_template.app.user_data), "readonly HEADER_READ_TIMEOUT_SECONDS='125'")
+    error_message = "The service's idle limit must follow the ALB's idle timeout."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "readonly DB_CA_BUNDLE_URL='https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem'")
+    error_message = "db_ca_bundle_url must reach the instances."
+  }
+
+  assert {
+    condition     = aws_lb.main.name == "shortener-staging-alb" && aws_db_instance.main.identifier == "shortener-staging-db"
+    error_message = "Another environment gets other names."
   }
 
   assert {
@@ -540,6 +696,39 @@ run "rejects_old_postgres" {
     db_engine_version = "13.4"
   }
   expect_failures = [var.db_engine_version]
+}
+
+run "rejects_name_and_environment_too_long" {
+  command = plan
+  variables {
+    name        = "shortener-service"
+    environment = "production-eu"
+  }
+  expect_failures = [var.environment]
+}
+
+run "rejects_environment_ending_in_hyphen" {
+  command = plan
+  variables {
+    environment = "prod-"
+  }
+  expect_failures = [var.environment]
+}
+
+run "rejects_bad_idle_timeout" {
+  command = plan
+  variables {
+    alb_idle_timeout = 0
+  }
+  expect_failures = [var.alb_idle_timeout]
+}
+
+run "rejects_plain_http_ca_bundle" {
+  command = plan
+  variables {
+    db_ca_bundle_url = "http://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+  }
+  expect_failures = [var.db_ca_bundle_url]
 }
 
 run "rejects_bad_certificate_arn" {

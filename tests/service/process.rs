@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::{Binary, TestDb, client, get_json};
+use crate::support::{Binary, TestDb, client, free_port, get_json};
 
 async fn create(client: &reqwest::Client, bin: &Binary, url: &str) -> String {
     let r = client
@@ -108,6 +108,37 @@ async fn migrate_and_healthcheck_subcommands_work() {
         .output()
         .unwrap();
     assert_eq!(down.status.code(), Some(1));
+}
+
+/// Without `--url`, `healthcheck` probes where the service listens (`SHORTENER_LISTEN`, as
+/// run.sh and the container image set it): a specific address as it is, IPv4 or IPv6, and a
+/// wildcard through the loopback address of its family.
+#[tokio::test]
+async fn healthcheck_probes_the_listen_address() {
+    let db = TestDb::sqlite();
+    let mut listens = vec![
+        format!("127.0.0.2:{}", free_port()),
+        format!("0.0.0.0:{}", free_port()),
+    ];
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        listens.push(format!("[::1]:{}", free_port()));
+        listens.push(format!("[::]:{}", free_port()));
+    }
+    for listen in &listens {
+        let bin = Binary::start_at(&db.url, listen.parse().unwrap(), &[]);
+        let probe = Command::new(env!("CARGO_BIN_EXE_shortener"))
+            .env_clear()
+            .env("SHORTENER_LISTEN", listen)
+            .arg("healthcheck")
+            .output()
+            .unwrap();
+        assert!(
+            probe.status.success(),
+            "healthcheck for {listen}: {}",
+            String::from_utf8_lossy(&probe.stderr)
+        );
+        assert!(bin.terminate().success());
+    }
 }
 
 #[tokio::test]
