@@ -263,11 +263,11 @@ impl AppState {
             Lookup::Missing => return Ok(None),
             Lookup::Unknown => {}
         }
-        let Some(link) = self.store.get(code).await? else {
+        let Some(destination) = self.store.destination(code).await? else {
             self.cache.remember_missing(code);
             return Ok(None);
         };
-        let target = Target::from_link(&link);
+        let target = Target::new(code, destination);
         self.cache.insert(code, target.clone());
         Ok(Some(target))
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use quick_cache::sync::Cache;
 
-use crate::link::Link;
+use crate::link::Destination;
 
 /// What a code resolves to, ready to answer with.
 #[derive(Debug, Clone)]
@@ -20,16 +20,16 @@ pub enum Target {
 }
 
 impl Target {
-    /// The answer for a stored link.
-    pub fn from_link(link: &Link) -> Self {
-        if link.is_disabled() {
+    /// The answer for the link `code` that leads to `destination`.
+    pub fn new(code: &str, destination: Destination) -> Self {
+        if destination.disabled {
             return Self::Gone;
         }
         // Stored URLs are normalised ASCII, so this only fails on a hand-edited database.
-        match HeaderValue::from_str(&link.url) {
+        match HeaderValue::try_from(destination.url) {
             Ok(value) => Self::Redirect(value),
             Err(_) => {
-                tracing::error!(code = %link.code, "stored URL is not a valid header value");
+                tracing::error!(%code, "stored URL is not a valid header value");
                 Self::Gone
             }
         }

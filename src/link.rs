@@ -268,6 +268,16 @@ impl Link {
     }
 }
 
+/// What a redirect needs of a stored link, read without the rest of its row (decoding three
+/// timestamps is a measurable part of an uncached redirect).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Destination {
+    /// The target URL (normalised).
+    pub url: String,
+    /// True when the link no longer redirects.
+    pub disabled: bool,
+}
+
 /// The current time at the precision every backend keeps (milliseconds), so a link read back
 /// compares equal to the one written, whichever database holds it.
 pub fn now() -> DateTime<Utc> {

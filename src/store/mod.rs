@@ -13,7 +13,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::keys::ApiKeyRecord;
-use crate::link::Link;
+use crate::link::{Destination, Link};
 
 pub use postgres::{Change, PostgresStore};
 pub use sqlite::SqliteStore;
@@ -153,6 +153,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The link with this code, disabled or not.
     fn get(&self, code: &str) -> impl Future<Output = Result<Option<Link>, StoreError>> + Send;
 
+    /// Where the link with this code leads, and whether it is disabled: the uncached
+    /// redirect's one query, which reads nothing else.
+    fn destination(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<Option<Destination>, StoreError>> + Send;
+
     /// Adds click counts; codes that do not exist are ignored.
     fn add_clicks(
         &self,
@@ -288,6 +295,9 @@ impl Store for AnyStore {
     }
     async fn get(&self, code: &str) -> Result<Option<Link>, StoreError> {
         delegate!(self, s => s.get(code))
+    }
+    async fn destination(&self, code: &str) -> Result<Option<Destination>, StoreError> {
+        delegate!(self, s => s.destination(code))
     }
     async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {
         delegate!(self, s => s.add_clicks(counts))

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped, skipped};
 use crate::keys::ApiKeyRecord;
-use crate::link::{Link, now};
+use crate::link::{Destination, Link, now};
 
 /// Links in a Postgres database.
 #[derive(Clone, Debug)]
@@ -141,6 +141,16 @@ impl Store for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(link)
+    }
+
+    async fn destination(&self, code: &str) -> Result<Option<Destination>, StoreError> {
+        let found = sqlx::query_as::<_, Destination>(
+            "SELECT url, disabled_at IS NOT NULL AS disabled FROM links WHERE code = $1",
+        )
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found)
     }
 
     async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {

@@ -22,7 +22,7 @@ use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
 
 use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped, skipped};
 use crate::keys::ApiKeyRecord;
-use crate::link::{Link, now};
+use crate::link::{Destination, Link, now};
 
 /// Links in a SQLite database file.
 #[derive(Clone, Debug)]
@@ -75,22 +75,31 @@ impl Store for SqliteStore {
         Ok(link)
     }
 
+    async fn destination(&self, code: &str) -> Result<Option<Destination>, StoreError> {
+        let found = sqlx::query_as::<_, Destination>(
+            "SELECT url, disabled_at IS NOT NULL AS disabled FROM links WHERE code = ?",
+        )
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found)
+    }
+
     async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {
         if counts.is_empty() {
             return Ok(());
         }
-        // One statement for the whole batch, the counts passed as one JSON object: a statement
-        // per code would cost a round trip to the driver's worker thread each, thousands a
-        // second with many links in use.
-        let counts: serde_json::Map<String, serde_json::Value> = counts
-            .iter()
-            .map(|(code, n)| (code.clone(), (*n).into()))
-            .collect();
+        // One statement for the whole batch, the counts passed as one JSON array of
+        // `[code, n]` pairs (serialised straight from the slice): a statement per code would
+        // cost a round trip to the driver's worker thread each, thousands a second with many
+        // links in use.
+        let counts = serde_json::to_string(counts)
+            .map_err(|e| StoreError::Other(sqlx::Error::Encode(e.into())))?;
         sqlx::query(
-            "UPDATE links SET clicks = links.clicks + counts.value \
-             FROM json_each(?) AS counts WHERE links.code = counts.key",
+            "UPDATE links SET clicks = links.clicks + (counts.value ->> 1) \
+             FROM json_each(?) AS counts WHERE links.code = counts.value ->> 0",
         )
-        .bind(serde_json::Value::Object(counts).to_string())
+        .bind(counts)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -1,7 +1,7 @@
 //! One story every backend must tell the same way, run against SQLite and Postgres.
 
 use chrono::Duration;
-use shortener::link::{Link, now};
+use shortener::link::{Destination, Link, now};
 use shortener::store::{ImportOutcome, Store, StoreError};
 
 use crate::support::TestDb;
@@ -33,6 +33,17 @@ async fn story(store: impl Store) {
         "codes are case-sensitive"
     );
     assert_eq!(store.get("missing").await.unwrap(), None);
+    let leads_to = |url: &str, disabled| {
+        Some(Destination {
+            url: url.into(),
+            disabled,
+        })
+    };
+    assert_eq!(
+        store.destination("Abc123").await.unwrap(),
+        leads_to(&first.url, false)
+    );
+    assert_eq!(store.destination("abc123").await.unwrap(), None);
 
     // A taken code is a conflict, never an overwrite.
     let clash = link("Abc123", "https://evil.example/");
@@ -62,6 +73,10 @@ async fn story(store: impl Store) {
     assert!(!store.disable("missing", "none").await.unwrap());
     let gone = store.get("Abc123").await.unwrap().unwrap();
     assert!(gone.is_disabled());
+    assert_eq!(
+        store.destination("Abc123").await.unwrap(),
+        leads_to(&first.url, true)
+    );
     assert_eq!(
         gone.disabled_reason.as_deref(),
         Some("reported as phishing")
