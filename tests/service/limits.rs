@@ -87,6 +87,35 @@ async fn forwarded_addresses_count_through_exactly_the_trusted_hops() {
 }
 
 #[tokio::test]
+async fn two_trusted_hops_pick_the_second_entry_from_the_right() {
+    // A CDN in front of a load balancer: the balancer's entry (right-most) is the CDN, the one
+    // left of it the client; anything further left is the client's own words.
+    let app = TestApp::spawn_on(TestDb::sqlite(), |s| s.limits = limited(2, 100, 2)).await;
+    let same_client = [
+        "6.6.6.6, 192.0.2.20, 10.0.0.1",
+        // Garbage left of the trusted entries does not knock the client back to the peer, and
+        // the port a proxy may add is no new client.
+        "not-an-address, 192.0.2.20:4711, 10.0.0.2",
+        "7.7.7.7, 192.0.2.20, 10.0.0.1",
+    ];
+    let statuses = [201, 201, 429];
+    for (xff, want) in same_client.into_iter().zip(statuses) {
+        assert_eq!(create_status(&app, Some(xff)).await.status(), want, "{xff}");
+    }
+    // Another client behind the same proxies has a budget of its own, IPv6 included.
+    for xff in ["192.0.2.21, 10.0.0.1", "[2001:db8::21]:443, 10.0.0.1"] {
+        assert_eq!(create_status(&app, Some(xff)).await.status(), 201, "{xff}");
+    }
+    // An unusable trusted entry counts against the peer (here the test client), not a
+    // made-up address: two of those, then the peer's budget is spent.
+    for want in [201, 201, 429] {
+        let r = create_status(&app, Some("192.0.2.22, garbage, 10.0.0.1")).await;
+        assert_eq!(r.status(), want);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn guessing_codes_gets_blocked_from_all_lookups() {
     let app = TestApp::spawn_on(TestDb::sqlite(), |s| s.limits = limited(100, 5, 0)).await;
     let code = app.create("https://example.com/real").await;
