@@ -123,29 +123,40 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/v1/links/{code}`: the link with its click count (written about once a second).
+/// Open to anyone, so it shares the redirect path's not-found budget: guessing codes here is
+/// no cheaper than guessing them in the browser.
 #[utoipa::path(
     get,
     path = "/api/v1/links/{code}",
     tag = "links",
     summary = "Look up a link",
+    description = "Open to anyone. Lookups of unknown codes are rate limited per client; a \
+        client over that limit gets 429 for every lookup until its budget refills.",
     params(("code" = String, Path, description = "The link's code")),
     responses(
         (status = 200, description = "The link with its click count", body = LinkView),
         (status = 404, description = "No link has this code", body = ErrorBody),
         (status = 410, description = "The link was disabled", body = ErrorBody),
+        (status = 429, description = "Too many lookups of unknown codes from this client",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LinkView>, ApiError> {
-    let code = parse_code(code)?;
-    let link = state
-        .store
-        .get(code.as_str())
-        .await?
-        .ok_or(AppError::NotFound)?;
+    state.limits.check_lookup(ip)?;
+    let link = match parse_code(code) {
+        Ok(code) => state.store.get(code.as_str()).await?,
+        Err(_) => None,
+    };
+    let Some(link) = link else {
+        state.limits.record_not_found(ip)?;
+        return Err(AppError::NotFound.into());
+    };
     if link.is_disabled() {
         return Err(AppError::Gone.into());
     }

@@ -133,6 +133,31 @@ async fn guessing_codes_gets_blocked_from_all_lookups() {
 }
 
 #[tokio::test]
+async fn guessing_codes_through_the_api_is_limited_too() {
+    let app = TestApp::spawn_on(TestDb::sqlite(), |s| s.limits = limited(100, 4, 0)).await;
+    let code = app.create("https://example.com/real").await;
+    // The API and the redirect path share one budget: misses on either count.
+    for i in 0..2 {
+        assert_eq!(
+            app.get(&format!("/api/v1/links/guess{i}")).await.status(),
+            404
+        );
+        assert_eq!(app.get(&format!("/guess{i}x")).await.status(), 404);
+    }
+    // Unparsable codes are misses too.
+    let r = app.get("/api/v1/links/not%20a%20code").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Over the budget, a real code is refused too: hits look like misses.
+    let r = app.get(&format!("/api/v1/links/{code}")).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(app.get(&format!("/{code}")).await.status(), 429);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_private_instance_creates_only_with_a_key() {
     let app = TestApp::spawn_on(TestDb::sqlite(), |s| s.public_create = false).await;
     assert_eq!(create_status(&app, None).await.status(), 401);
