@@ -31,6 +31,9 @@ pub enum AppError {
     /// No API endpoint at this path.
     #[error("there is no API endpoint at this path; see /api/v1/links")]
     UnknownEndpoint,
+    /// The path exists, but not for this method (the `Allow` header lists those that work).
+    #[error("this method is not allowed here; the Allow header lists the ones that are")]
+    MethodNotAllowed,
     /// The link was deleted or disabled.
     #[error("this link has been disabled")]
     Gone,
@@ -72,6 +75,7 @@ impl AppError {
             }
             Self::AliasTaken(_) => StatusCode::CONFLICT,
             Self::NotFound | Self::UnknownEndpoint => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Gone => StatusCode::GONE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -92,6 +96,7 @@ impl AppError {
             Self::AliasTaken(_) => "alias_taken",
             Self::NotFound => "not_found",
             Self::UnknownEndpoint => "unknown_endpoint",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Gone => "gone",
             Self::BadRequest(_) => "bad_request",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",

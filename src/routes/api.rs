@@ -23,6 +23,8 @@ pub fn routes() -> Router<AppState> {
         .route("/links", post(create).get(list))
         .route("/links/{code}", get(show).delete(delete))
         .route("/openapi.json", get(crate::openapi::document))
+        // Last, so it covers every route above; axum adds the `Allow` header.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
 }
 
@@ -275,7 +277,12 @@ pub(crate) async fn list(
     Ok(Json(LinkPage { links, next }))
 }
 
-/// JSON 404 for any other path under `/api`.
+/// JSON 404 for any other path under `/api`, whatever the method.
 pub async fn not_found() -> ApiError {
     ApiError(AppError::UnknownEndpoint)
+}
+
+/// JSON 405 for a method an API path does not take (axum adds the `Allow` header).
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(AppError::MethodNotAllowed)
 }
