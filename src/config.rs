@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::link::DisableReason;
 use crate::store::PoolOptions;
 
 /// A URL shortener: one binary, SQLite on one machine, Postgres for a fleet.
@@ -138,9 +139,10 @@ pub enum LinksAction {
     Disable {
         /// The short code.
         code: String,
-        /// Why (kept with the link and logged), e.g. "phishing, abuse report 123".
-        #[arg(long)]
-        reason: String,
+        /// Why (kept with the link and logged), e.g. "phishing, abuse report 123": one line,
+        /// at most 500 characters.
+        #[arg(long, value_parser = DisableReason::parse)]
+        reason: DisableReason,
     },
 }
 

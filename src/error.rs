@@ -9,7 +9,7 @@ use serde::Serialize;
 use thiserror::Error;
 use utoipa::ToSchema;
 
-use crate::link::{AliasError, UrlError};
+use crate::link::{AliasError, ReasonError, UrlError};
 use crate::store::StoreError;
 use crate::views;
 
@@ -22,6 +22,9 @@ pub enum AppError {
     /// The custom alias was refused.
     #[error(transparent)]
     InvalidAlias(#[from] AliasError),
+    /// The reason given for disabling a link was refused.
+    #[error(transparent)]
+    InvalidReason(#[from] ReasonError),
     /// The custom alias is in use.
     #[error("the alias \"{0}\" is already taken; choose another")]
     AliasTaken(String),
@@ -77,7 +80,7 @@ impl AppError {
             Self::NotFound | Self::UnknownEndpoint => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Gone => StatusCode::GONE,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidReason(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -93,6 +96,7 @@ impl AppError {
         match self {
             Self::InvalidUrl(_) => "invalid_url",
             Self::InvalidAlias(_) => "invalid_alias",
+            Self::InvalidReason(_) => "invalid_reason",
             Self::AliasTaken(_) => "alias_taken",
             Self::NotFound => "not_found",
             Self::UnknownEndpoint => "unknown_endpoint",

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::AppState;
 use crate::auth::{Authenticated, authenticate};
 use crate::error::{ApiError, AppError, ErrorBody};
-use crate::link::{Link, ShortCode};
+use crate::link::{DisableReason, Link, ShortCode};
 use crate::ratelimit::ClientIp;
 use crate::store::Store;
 
@@ -165,17 +165,33 @@ pub(crate) async fn show(
     Ok(Json(LinkView::new(&state, link, true)))
 }
 
-/// `DELETE /api/v1/links/{code}` (API key required): disables the link. Later visits answer
-/// 410, its code is never reused, and other instances drop it from their caches.
+/// Query of `DELETE /api/v1/links/{code}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// Why the link is disabled (kept with the link and logged, as with
+    /// `shortener links disable --reason`): one line of text, at most 500 characters.
+    #[param(
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "phishing, abuse report 123"
+    )]
+    reason: Option<String>,
+}
+
+/// `DELETE /api/v1/links/{code}?reason=...` (API key required): disables the link. Later
+/// visits answer 410, its code is never reused, and other instances drop it from their caches.
 #[utoipa::path(
     delete,
     path = "/api/v1/links/{code}",
     tag = "links",
     summary = "Disable a link",
-    params(("code" = String, Path, description = "The link's code")),
+    params(("code" = String, Path, description = "The link's code"), DeleteParams),
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Disabled: later visits answer 410"),
+        (status = 400, description = "The reason is too long or not one line of text",
+            body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No link has this code", body = ErrorBody),
         (status = 410, description = "Already disabled", body = ErrorBody),
@@ -186,12 +202,23 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     Authenticated(key): Authenticated,
     code: Result<Path<String>, PathRejection>,
+    params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let reason = match params.reason.as_deref().map(str::trim) {
+        Some(given) if !given.is_empty() => Some(DisableReason::parse(given)?),
+        _ => None,
+    };
     let code = parse_code(code)?;
-    let reason = format!("deleted through the API (key {})", key.id);
-    if state.store.disable(code.as_str(), &reason).await? {
+    // Which key did it is kept with the reason: the row is the record of the decision.
+    let stored = match &reason {
+        Some(reason) => format!("{reason} (through the API, key {})", key.id),
+        None => format!("deleted through the API (key {})", key.id),
+    };
+    if state.store.disable(code.as_str(), &stored).await? {
         state.cache.invalidate(code.as_str());
-        tracing::info!(code = %code, key = %key.id, "link deleted");
+        let reason = reason.as_ref().map_or("", DisableReason::as_str);
+        tracing::info!(code = %code, key = %key.id, reason, "link deleted");
         return Ok(StatusCode::NO_CONTENT);
     }
     match state.store.get(code.as_str()).await? {

@@ -232,6 +232,12 @@ async fn the_openapi_document_describes_every_operation() {
     }
     // Management needs a key; creating may be done without one.
     assert_eq!(link["delete"]["security"], json!([{ "api_key": [] }]));
+    let reason = &link["delete"]["parameters"][1];
+    assert_eq!(reason["name"], "reason");
+    assert_eq!(reason["in"], "query");
+    assert_eq!(reason["schema"]["maxLength"], 500);
+    assert!(link["delete"]["responses"]["400"].is_object());
+    assert!(link["get"]["responses"]["429"].is_object());
     assert_eq!(links["post"]["security"], json!([{}, { "api_key": [] }]));
     assert_eq!(
         doc["components"]["securitySchemes"]["api_key"]["scheme"],
