@@ -173,7 +173,7 @@ pub struct DatabaseArgs {
     pub db_max_connections: u32,
 
     /// How long to wait for a database connection before failing the request (e.g. `3s`).
-    #[arg(long, env = "SHORTENER_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_positive_duration)]
     pub db_acquire_timeout: Duration,
 
     /// How long to keep trying to reach the database at start-up (it may still be booting).
@@ -266,7 +266,7 @@ pub struct ServeArgs {
 
     /// How long a cached link is trusted. With several instances this bounds how long a
     /// deleted link can still redirect through another instance (Postgres also notifies at once).
-    #[arg(long, env = "SHORTENER_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_CACHE_TTL", default_value = "30s", value_parser = parse_cache_ttl)]
     pub cache_ttl: Duration,
 
     /// How long a code found missing is remembered, so floods of unknown codes do not reach
@@ -276,17 +276,17 @@ pub struct ServeArgs {
     pub cache_negative_ttl: Duration,
 
     /// How often click counts are written to the database.
-    #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
     pub click_flush_interval: Duration,
 
     /// Longest time a request may take before it is answered 503.
-    #[arg(long, env = "SHORTENER_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
 
     /// How long a client may take to send a request's headers (also the idle limit of a
     /// kept-alive connection) before it is closed: slow or silent clients cannot hold
     /// connections open.
-    #[arg(long, env = "SHORTENER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub header_read_timeout: Duration,
 
     /// After SIGTERM, how long `/readyz` reports 503 while requests are still served, so a load
@@ -311,8 +311,24 @@ pub struct HealthcheckArgs {
     pub listen: SocketAddr,
 
     /// Give up after this long.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
+}
+
+/// A duration where zero means nothing useful (a timer that never waits, a timeout that
+/// always fires; `tokio::time::interval` even panics on it): refused when the flags are read.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than zero (e.g. 500ms, 3s)".into());
+    }
+    Ok(duration)
+}
+
+/// `--cache-ttl`: longer than zero, since `--cache-size 0` is how the cache is turned off.
+fn parse_cache_ttl(s: &str) -> Result<Duration, String> {
+    parse_positive_duration(s)
+        .map_err(|e| format!("{e}; to turn the cache off, use --cache-size 0"))
 }
 
 fn parse_redirect_status(s: &str) -> Result<StatusCode, String> {
@@ -366,5 +382,42 @@ mod tests {
         assert_eq!(cli.serve.metrics_listen, OptionalAddr(None));
         assert_eq!(cli.serve.drain_delay, Duration::from_secs(5));
         assert!(Cli::try_parse_from(["shortener", "--redirect-status", "200"]).is_err());
+    }
+
+    #[test]
+    fn durations_where_zero_is_meaningless_refuse_it() {
+        for flag in [
+            "--click-flush-interval",
+            "--request-timeout",
+            "--header-read-timeout",
+            "--db-acquire-timeout",
+            "--cache-ttl",
+        ] {
+            let e = Cli::try_parse_from(["shortener", flag, "0s"]).unwrap_err();
+            assert!(
+                e.to_string().contains("must be longer than zero"),
+                "{flag}: {e}"
+            );
+            assert!(
+                Cli::try_parse_from(["shortener", flag, "250ms"]).is_ok(),
+                "{flag}"
+            );
+        }
+        let e = Cli::try_parse_from(["shortener", "healthcheck", "--timeout", "0ms"]).unwrap_err();
+        assert!(e.to_string().contains("must be longer than zero"), "{e}");
+        let e = Cli::try_parse_from(["shortener", "--cache-ttl", "0s"]).unwrap_err();
+        assert!(e.to_string().contains("--cache-size 0"), "{e}");
+        // Where zero means something (no drain, no wait, no memory of misses, one attempt).
+        for flag in [
+            "--drain-delay",
+            "--shutdown-timeout",
+            "--cache-negative-ttl",
+            "--db-connect-timeout",
+        ] {
+            assert!(
+                Cli::try_parse_from(["shortener", flag, "0s"]).is_ok(),
+                "{flag}"
+            );
+        }
     }
 }
