@@ -41,7 +41,8 @@ pub enum Command {
     /// Probe a running instance's readiness: exit 0 when `/readyz` answers 200, 1 otherwise.
     Healthcheck(HealthcheckArgs),
     /// Copy every link and its click count from one database to another (e.g. SQLite to
-    /// Postgres). Safe to re-run: nothing is duplicated or overwritten.
+    /// Postgres). Safe to re-run: nothing is duplicated, links already copied catch up (clicks,
+    /// disables), a different link under the same code is reported and never overwritten.
     Copy(CopyArgs),
     /// Write every link as JSON Lines (one link per line) to a file or standard output.
     Export(ExportArgs),
@@ -56,15 +57,20 @@ pub enum Command {
 /// Options of `copy`.
 #[derive(Debug, Clone, Args)]
 pub struct CopyArgs {
-    /// Database to read from (`sqlite:PATH` or `postgres://...`).
-    #[arg(long)]
+    /// Database to read from (`sqlite:PATH` or `postgres://...`): it must exist, and is only
+    /// read (never created or migrated). A URL with a password is better in the environment
+    /// than on the command line.
+    #[arg(long, env = "SHORTENER_COPY_FROM", hide_env_values = true)]
     pub from: String,
-    /// Database to write to; migrated first.
-    #[arg(long)]
+    /// Database to write to; created (SQLite) and migrated first.
+    #[arg(long, env = "SHORTENER_COPY_TO", hide_env_values = true)]
     pub to: String,
     /// Links per batch (one transaction each; larger batches write each index page fewer times).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "SHORTENER_COPY_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
+    /// Connection settings, for both databases.
+    #[command(flatten)]
+    pub pool: PoolArgs,
 }
 
 /// Options of `export`.
@@ -74,7 +80,7 @@ pub struct ExportArgs {
     #[allow(missing_docs)]
     pub database: DatabaseArgs,
     /// File to write; standard output when omitted.
-    #[arg(long, short)]
+    #[arg(long, short, env = "SHORTENER_EXPORT_OUTPUT")]
     pub output: Option<std::path::PathBuf>,
 }
 
@@ -85,10 +91,10 @@ pub struct ImportArgs {
     #[allow(missing_docs)]
     pub database: DatabaseArgs,
     /// File to read; standard input when omitted.
-    #[arg(long, short)]
+    #[arg(long, short, env = "SHORTENER_IMPORT_INPUT")]
     pub input: Option<std::path::PathBuf>,
     /// Links per batch (one transaction each; larger batches write each index page fewer times).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "SHORTENER_IMPORT_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
 }
 
@@ -158,7 +164,8 @@ pub enum LogFormat {
 /// Which database, and how to talk to it.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// Database URL: `sqlite:PATH` (created if missing) for one instance, or
+    /// Database URL: `sqlite:PATH` for one instance (a relative path is relative to the
+    /// current directory; created if missing by `serve`, `migrate` and `import` only), or
     /// `postgres://USER:PASSWORD@HOST:PORT/DB` for several.
     #[arg(
         long,
@@ -168,6 +175,14 @@ pub struct DatabaseArgs {
     )]
     pub database_url: String,
 
+    /// Connection settings.
+    #[command(flatten)]
+    pub pool: PoolArgs,
+}
+
+/// How to talk to a database: pool size, timeouts, statement cache.
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
     /// Most database connections per instance.
     #[arg(long, env = "SHORTENER_DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
@@ -186,7 +201,7 @@ pub struct DatabaseArgs {
     pub db_statement_cache: bool,
 }
 
-impl DatabaseArgs {
+impl PoolArgs {
     /// The pool settings these flags describe.
     pub fn pool_options(&self) -> PoolOptions {
         PoolOptions {
@@ -311,7 +326,7 @@ pub struct HealthcheckArgs {
     pub listen: SocketAddr,
 
     /// Give up after this long.
-    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "SHORTENER_HEALTHCHECK_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 }
 
@@ -382,6 +397,69 @@ mod tests {
         assert_eq!(cli.serve.metrics_listen, OptionalAddr(None));
         assert_eq!(cli.serve.drain_delay, Duration::from_secs(5));
         assert!(Cli::try_parse_from(["shortener", "--redirect-status", "200"]).is_err());
+    }
+
+    #[test]
+    fn copy_takes_the_database_flags_and_its_urls_from_the_environment() {
+        let cli = Cli::try_parse_from([
+            "shortener",
+            "copy",
+            "--from",
+            "sqlite://a.db",
+            "--to",
+            "postgres://db/x",
+            "--db-statement-cache",
+            "false",
+            "--db-acquire-timeout",
+            "7s",
+            "--db-max-connections",
+            "2",
+            "--db-connect-timeout",
+            "1s",
+        ])
+        .unwrap();
+        let Some(Command::Copy(copy)) = cli.command else {
+            panic!("not a copy: {cli:?}");
+        };
+        let options = copy.pool.pool_options();
+        assert!(!options.statement_cache);
+        assert_eq!(options.acquire_timeout, Duration::from_secs(7));
+        assert_eq!(options.max_connections, 2);
+        assert_eq!(copy.pool.db_connect_timeout, Duration::from_secs(1));
+        // Every flag has an environment variable, and `--help` names it.
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("copy")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for var in [
+            "SHORTENER_COPY_FROM",
+            "SHORTENER_COPY_TO",
+            "SHORTENER_COPY_BATCH_SIZE",
+            "SHORTENER_DB_STATEMENT_CACHE",
+        ] {
+            assert!(help.contains(var), "{var} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn every_flag_of_every_command_has_an_environment_variable() {
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                // clap's own flags, positional arguments and `--name`/`--reason` of one-off
+                // operator actions are not settings.
+                if arg.is_positional() || ["help", "version", "name", "reason"].contains(&id) {
+                    continue;
+                }
+                assert!(arg.get_env().is_some(), "{path} --{id} has no env var");
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&Cli::command(), "shortener");
     }
 
     #[test]

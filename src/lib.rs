@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, Settings};
 use crate::config::{Cli, Command, DatabaseArgs, ServeArgs};
-use crate::store::{AnyStore, PoolOptions, Store, StoreError};
+use crate::store::{AnyStore, OpenMode, PoolOptions, Store, StoreError};
 
 /// Everything that can stop the process before it serves.
 #[derive(Debug, thiserror::Error)]
@@ -72,33 +72,36 @@ pub async fn run(cli: Cli) -> ExitCode {
         None => run_serve(cli.serve).await,
         Some(Command::Serve(args)) => run_serve(*args).await,
         Some(Command::Healthcheck(args)) => return healthcheck::run(&args).await,
-        Some(Command::Migrate(db)) => with_store(&db, async |_| {
-            tracing::info!(database = %store::redact_url(&db.database_url), "migrations applied");
-            Ok(())
-        })
-        .await,
+        Some(Command::Migrate(db)) => {
+            with_store(&db, OpenMode::Create, async |_| {
+                tracing::info!("migrations applied");
+                Ok(())
+            })
+            .await
+        }
         Some(Command::Copy(args)) => transfer::copy(&args).await.map_err(RunError::from),
         Some(Command::Export(args)) => {
-            with_store(&args.database, async |store| {
+            // A backup only reads: it neither creates nor migrates what it backs up.
+            with_store(&args.database, OpenMode::ReadOnly, async |store| {
                 Ok(transfer::export(&args, store).await?)
             })
             .await
         }
         Some(Command::Import(args)) => {
-            let bulk = args.database.pool_options().for_bulk();
+            let bulk = args.database.pool.pool_options().for_bulk();
             with_store_options(&args.database, &bulk, async |store| {
                 Ok(transfer::import(&args, store).await?)
             })
             .await
         }
         Some(Command::Keys(args)) => {
-            with_store(&args.database, async |store| {
+            with_store(&args.database, OpenMode::Existing, async |store| {
                 done(admin::keys(&args.action, store).await?)
             })
             .await
         }
         Some(Command::Links(args)) => {
-            with_store(&args.database, async |store| {
+            with_store(&args.database, OpenMode::Existing, async |store| {
                 done(admin::links(&args.action, store).await?)
             })
             .await
@@ -122,28 +125,32 @@ fn done(changed: bool) -> Result<(), RunError> {
     }
 }
 
-/// Opens the database of `db`, runs `f` on it, closes it.
+/// Opens the database of `db` in `mode`, runs `f` on it, closes it.
 async fn with_store(
     db: &DatabaseArgs,
+    mode: OpenMode,
     f: impl AsyncFnOnce(&AnyStore) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
-    with_store_options(db, &db.pool_options(), f).await
+    with_store_options(db, &db.pool.pool_options().opening(mode), f).await
 }
 
-/// Like [`with_store`], with pool options of the caller's.
+/// Like [`with_store`], with pool options of the caller's. Says on stderr which database it
+/// used, so an operator in the wrong directory sees it at once.
 async fn with_store_options(
     db: &DatabaseArgs,
     options: &PoolOptions,
     f: impl AsyncFnOnce(&AnyStore) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
-    let store = open_store(&db.database_url, options, db.db_connect_timeout).await?;
+    let store = open_store(&db.database_url, options, db.pool.db_connect_timeout).await?;
+    eprintln!("database: {}", store::describe_url(&db.database_url));
     let result = f(&store).await;
     store.close().await;
     result
 }
 
-/// Connects to the database at `url` and applies migrations, retrying for up to
-/// `connect_timeout` while the database is unreachable (it may still be starting).
+/// Connects to the database at `url` and prepares it as `options.open` says: migrated, or for
+/// [`OpenMode::ReadOnly`] only checked. Retries for up to `connect_timeout` while the database
+/// is unreachable (it may still be starting).
 pub async fn open_store(
     url: &str,
     options: &PoolOptions,
@@ -153,7 +160,10 @@ pub async fn open_store(
     loop {
         let attempt = async {
             let store = store::connect(url, options).await?;
-            store.migrate().await?;
+            match options.open {
+                OpenMode::ReadOnly => store.check_schema().await?,
+                OpenMode::Create | OpenMode::Existing => store.migrate().await?,
+            }
             Ok::<_, StoreError>(store)
         };
         match attempt.await {
@@ -175,7 +185,12 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
 async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
     let blocklist = blocklist::Blocklist::load(args.blocklist.as_deref())?;
     let db = &args.database;
-    let store = open_store(&db.database_url, &db.pool_options(), db.db_connect_timeout).await?;
+    let store = open_store(
+        &db.database_url,
+        &db.pool.pool_options(),
+        db.pool.db_connect_timeout,
+    )
+    .await?;
     let listener = bind(args.listen).await?;
     let bound = listener.local_addr()?;
     let settings = Settings::from_args(&args, bound);
