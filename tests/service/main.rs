@@ -16,5 +16,6 @@ mod pages;
 mod process;
 mod redirect;
 mod rolling;
+mod router;
 mod soak;
 mod support;
