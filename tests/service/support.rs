@@ -347,7 +347,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// nginx balancing round-robin over `backends`, run from a temp dir (no system config).
+/// nginx balancing round-robin over `backends`, run from a temp dir (no system config), set
+/// up as the README's "Behind a load balancer" says: a request that fails to reach an
+/// instance is retried on another, creates included, but never one the instance answered (no
+/// `http_503`: a create answered 503 may still be written); idle upstream connections are
+/// closed before the service's idle limit (`--header-read-timeout`).
 pub struct Nginx {
     child: Child,
     pub addr: SocketAddr,
@@ -369,10 +373,10 @@ impl Nginx {
              error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             upstream app {{\n{servers} keepalive 16;\n }}\n\
+             upstream app {{\n{servers} keepalive 16;\n keepalive_timeout 5s;\n }}\n\
              server {{\n  listen 127.0.0.1:{port};\n  location / {{\n   proxy_pass http://app;\n\
              proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n\
-             proxy_next_upstream error timeout http_502 http_503 non_idempotent;\n\
+             proxy_next_upstream error timeout non_idempotent;\n\
              proxy_connect_timeout 1s;\n  }}\n }}\n}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("write conf");
