@@ -227,16 +227,16 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
         }
     });
 
-    tracing::info!(
-        listen = %bound,
-        public_url = %settings.public_url,
-        backend = store.backend(),
-        "shortener ready"
-    );
+    let backend = store.backend();
+    let public_url = settings.public_url.clone();
     let state = AppState::with_blocklist(store, settings, blocklist);
+    // Signals are handled before the instance says it is ready (SIGHUP's default action, like
+    // SIGTERM's, would end the process).
     #[cfg(unix)]
     reload_on_sighup(state.clone());
-    let result = serve(listener, state, shutdown_signal()).await;
+    let shutdown = shutdown_signal();
+    tracing::info!(listen = %bound, %public_url, backend, "shortener ready");
+    let result = serve(listener, state, shutdown).await;
     stop_metrics.cancel();
     upkeep.abort();
     result.map_err(RunError::from)
@@ -262,31 +262,48 @@ fn reload_on_sighup(state: AppState) {
     });
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Listens for SIGTERM and Ctrl-C (SIGINT) from the moment it is called; the future it returns
+/// resolves on either. It is called before the instance says it is ready: a signal sent right
+/// after that line must be a graceful stop, not the default action of an abrupt exit.
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| match signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::error!(error = %e, signal = name, "cannot listen for a stop signal");
+            None
+        }
+    };
+    let term = listen(SignalKind::terminate(), "SIGTERM");
+    let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            () = received(term) => {},
+            () = received(interrupt) => {},
+        }
+    }
+}
+
+/// Resolves when `signal` arrives; never without a signal to listen to.
+#[cfg(unix)]
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 
