@@ -4,8 +4,10 @@
 #
 # Usage: scripts/check-api.sh
 # Starts a real instance on SQLite (and on Postgres too when SHORTENER_TEST_POSTGRES_URL is
-# set), creates an API key for it, runs schemathesis, and stops the instance. Installs
-# schemathesis into the shared virtualenv under ${XDG_CACHE_HOME:-~/.cache}/shortener/venv.
+# set), creates an API key for it, runs schemathesis twice (with the key on every request,
+# then anonymously, so the 401s and anonymous creates are checked too), and stops the
+# instance. Installs schemathesis into the shared virtualenv under
+# ${XDG_CACHE_HOME:-~/.cache}/shortener/venv.
 # Env: SHORTENER_BIN (default: target/debug/shortener, built if missing),
 #      SCHEMATHESIS_VERSION (default below).
 set -euo pipefail
@@ -50,7 +52,14 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# check DATABASE_URL NAME: one schemathesis run against a fresh instance on that database.
+# schemathesis URL CONFIG: one run against the instance at URL.
+schemathesis() {
+  # Run from the work dir: schemathesis keeps its cache in the current directory.
+  (cd "$work" && "$VENV/bin/st" --config-file "$2" --no-color run "$1/api/v1/openapi.json")
+}
+
+# check DATABASE_URL NAME: schemathesis with and without a key against a fresh instance on
+# that database.
 check() {
   local db=$1 name=$2 port log key
   port=$(free_port)
@@ -73,15 +82,26 @@ check() {
     tail -n 30 "$log" >&2
     die "the instance on $name did not become ready"
   }
-  note "schemathesis against $name"
-  # Run from the work dir: schemathesis keeps its cache in the current directory.
-  if ! (cd "$work" && SHORTENER_API_KEY=$key "$VENV/bin/st" \
-    --config-file "$ROOT/tests/api/schemathesis.toml" --no-color \
-    run "http://127.0.0.1:$port/api/v1/openapi.json"); then
-    note "the server's log tail:"
-    tail -n 40 "$log" >&2
-    die "the API does not match its OpenAPI document on $name"
-  fi
+  # The keyed run: the shared settings plus the header, which names the key by its variable,
+  # so the key itself is never written to disk.
+  local keyed=$work/keyed.toml
+  {
+    # shellcheck disable=SC2016 # schemathesis expands the variable, not the shell
+    printf 'headers = { Authorization = "Bearer ${SHORTENER_API_KEY}" }\n'
+    cat "$ROOT/tests/api/schemathesis.toml"
+  } >"$keyed"
+  # Anonymously, schemathesis warns that two operations answered only 401: that is the point.
+  local run runs=(with-key anonymous)
+  for run in "${runs[@]}"; do
+    note "schemathesis against $name, $run"
+    local config=$ROOT/tests/api/schemathesis.toml
+    [[ $run == with-key ]] && config=$keyed
+    if ! SHORTENER_API_KEY=$key schemathesis "http://127.0.0.1:$port" "$config"; then
+      note "the server's log tail:"
+      tail -n 40 "$log" >&2
+      die "the API does not match its OpenAPI document on $name ($run)"
+    fi
+  done
   kill "$pid"
   wait "$pid" || die "the instance on $name did not stop cleanly"
   pid=

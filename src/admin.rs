@@ -50,7 +50,7 @@ pub async fn keys(action: &KeysAction, store: &AnyStore) -> Result<bool, StoreEr
 pub async fn links(action: &LinksAction, store: &AnyStore) -> Result<bool, StoreError> {
     match action {
         LinksAction::Disable { code, reason } => {
-            let done = store.disable(code, reason).await?;
+            let done = store.disable(code, reason.as_str()).await?;
             if done {
                 tracing::info!(%code, %reason, "link disabled by the operator");
                 eprintln!(

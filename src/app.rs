@@ -6,12 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use std::convert::Infallible;
-
-use axum::extract::Request;
+use axum::Router;
 use axum::http::StatusCode;
-use axum::response::Response;
-use tower::{Layer, Service};
+use tower::Layer;
 use url::Url;
 
 use crate::blocklist::Blocklist;
@@ -23,7 +20,7 @@ use crate::link::{Link, ShortCode, TargetUrl, UrlError, UrlPolicy};
 use crate::ratelimit::{LimitSettings, RateLimits};
 use crate::routes;
 use crate::store::{AnyStore, Store, StoreError};
-use crate::track::TrackLayer;
+use crate::track::{Track, TrackLayer};
 use crate::writer::CreateWriter;
 
 /// Generated codes are retried this many times on a unique-key conflict. With the default
@@ -273,14 +270,11 @@ impl AppState {
     }
 }
 
+/// The public service: the routes in the request layer.
+pub type App = Track<Router>;
+
 /// The public service: the routes, in the request layer ([`crate::track`]).
-pub fn router(
-    state: AppState,
-) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
+pub fn router(state: AppState) -> App {
     let track = TrackLayer::new(state.settings.request_timeout);
     track.layer(routes::routes(state.settings.body_limit).with_state(state))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::link::DisableReason;
 use crate::store::PoolOptions;
 
 /// A URL shortener: one binary, SQLite on one machine, Postgres for a fleet.
@@ -40,7 +41,8 @@ pub enum Command {
     /// Probe a running instance's readiness: exit 0 when `/readyz` answers 200, 1 otherwise.
     Healthcheck(HealthcheckArgs),
     /// Copy every link and its click count from one database to another (e.g. SQLite to
-    /// Postgres). Safe to re-run: nothing is duplicated or overwritten.
+    /// Postgres). Safe to re-run: nothing is duplicated, links already copied catch up (clicks,
+    /// disables), a different link under the same code is reported and never overwritten.
     Copy(CopyArgs),
     /// Write every link as JSON Lines (one link per line) to a file or standard output.
     Export(ExportArgs),
@@ -55,15 +57,20 @@ pub enum Command {
 /// Options of `copy`.
 #[derive(Debug, Clone, Args)]
 pub struct CopyArgs {
-    /// Database to read from (`sqlite:PATH` or `postgres://...`).
-    #[arg(long)]
+    /// Database to read from (`sqlite:PATH` or `postgres://...`): it must exist, and is only
+    /// read (never created or migrated). A URL with a password is better in the environment
+    /// than on the command line.
+    #[arg(long, env = "SHORTENER_COPY_FROM", hide_env_values = true)]
     pub from: String,
-    /// Database to write to; migrated first.
-    #[arg(long)]
+    /// Database to write to; created (SQLite) and migrated first.
+    #[arg(long, env = "SHORTENER_COPY_TO", hide_env_values = true)]
     pub to: String,
     /// Links per batch (one transaction each; larger batches write each index page fewer times).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "SHORTENER_COPY_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
+    /// Connection settings, for both databases.
+    #[command(flatten)]
+    pub pool: PoolArgs,
 }
 
 /// Options of `export`.
@@ -73,7 +80,7 @@ pub struct ExportArgs {
     #[allow(missing_docs)]
     pub database: DatabaseArgs,
     /// File to write; standard output when omitted.
-    #[arg(long, short)]
+    #[arg(long, short, env = "SHORTENER_EXPORT_OUTPUT")]
     pub output: Option<std::path::PathBuf>,
 }
 
@@ -84,10 +91,10 @@ pub struct ImportArgs {
     #[allow(missing_docs)]
     pub database: DatabaseArgs,
     /// File to read; standard input when omitted.
-    #[arg(long, short)]
+    #[arg(long, short, env = "SHORTENER_IMPORT_INPUT")]
     pub input: Option<std::path::PathBuf>,
     /// Links per batch (one transaction each; larger batches write each index page fewer times).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "SHORTENER_IMPORT_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
 }
 
@@ -138,9 +145,10 @@ pub enum LinksAction {
     Disable {
         /// The short code.
         code: String,
-        /// Why (kept with the link and logged), e.g. "phishing, abuse report 123".
-        #[arg(long)]
-        reason: String,
+        /// Why (kept with the link and logged), e.g. "phishing, abuse report 123": one line,
+        /// at most 500 characters.
+        #[arg(long, value_parser = DisableReason::parse)]
+        reason: DisableReason,
     },
 }
 
@@ -156,7 +164,8 @@ pub enum LogFormat {
 /// Which database, and how to talk to it.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// Database URL: `sqlite:PATH` (created if missing) for one instance, or
+    /// Database URL: `sqlite:PATH` for one instance (a relative path is relative to the
+    /// current directory; created if missing by `serve`, `migrate` and `import` only), or
     /// `postgres://USER:PASSWORD@HOST:PORT/DB` for several.
     #[arg(
         long,
@@ -166,12 +175,20 @@ pub struct DatabaseArgs {
     )]
     pub database_url: String,
 
+    /// Connection settings.
+    #[command(flatten)]
+    pub pool: PoolArgs,
+}
+
+/// How to talk to a database: pool size, timeouts, statement cache.
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
     /// Most database connections per instance.
     #[arg(long, env = "SHORTENER_DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
 
     /// How long to wait for a database connection before failing the request (e.g. `3s`).
-    #[arg(long, env = "SHORTENER_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = parse_positive_duration)]
     pub db_acquire_timeout: Duration,
 
     /// How long to keep trying to reach the database at start-up (it may still be booting).
@@ -184,7 +201,7 @@ pub struct DatabaseArgs {
     pub db_statement_cache: bool,
 }
 
-impl DatabaseArgs {
+impl PoolArgs {
     /// The pool settings these flags describe.
     pub fn pool_options(&self) -> PoolOptions {
         PoolOptions {
@@ -264,7 +281,7 @@ pub struct ServeArgs {
 
     /// How long a cached link is trusted. With several instances this bounds how long a
     /// deleted link can still redirect through another instance (Postgres also notifies at once).
-    #[arg(long, env = "SHORTENER_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_CACHE_TTL", default_value = "30s", value_parser = parse_cache_ttl)]
     pub cache_ttl: Duration,
 
     /// How long a code found missing is remembered, so floods of unknown codes do not reach
@@ -274,17 +291,17 @@ pub struct ServeArgs {
     pub cache_negative_ttl: Duration,
 
     /// How often click counts are written to the database.
-    #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
     pub click_flush_interval: Duration,
 
     /// Longest time a request may take before it is answered 503.
-    #[arg(long, env = "SHORTENER_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
 
     /// How long a client may take to send a request's headers (also the idle limit of a
     /// kept-alive connection) before it is closed: slow or silent clients cannot hold
     /// connections open.
-    #[arg(long, env = "SHORTENER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub header_read_timeout: Duration,
 
     /// After SIGTERM, how long `/readyz` reports 503 while requests are still served, so a load
@@ -310,8 +327,24 @@ pub struct HealthcheckArgs {
     pub listen: SocketAddr,
 
     /// Give up after this long.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SHORTENER_HEALTHCHECK_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
+}
+
+/// A duration where zero means nothing useful (a timer that never waits, a timeout that
+/// always fires; `tokio::time::interval` even panics on it): refused when the flags are read.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than zero (e.g. 500ms, 3s)".into());
+    }
+    Ok(duration)
+}
+
+/// `--cache-ttl`: longer than zero, since `--cache-size 0` is how the cache is turned off.
+fn parse_cache_ttl(s: &str) -> Result<Duration, String> {
+    parse_positive_duration(s)
+        .map_err(|e| format!("{e}; to turn the cache off, use --cache-size 0"))
 }
 
 fn parse_redirect_status(s: &str) -> Result<StatusCode, String> {
@@ -365,5 +398,105 @@ mod tests {
         assert_eq!(cli.serve.metrics_listen, OptionalAddr(None));
         assert_eq!(cli.serve.drain_delay, Duration::from_secs(5));
         assert!(Cli::try_parse_from(["shortener", "--redirect-status", "200"]).is_err());
+    }
+
+    #[test]
+    fn copy_takes_the_database_flags_and_its_urls_from_the_environment() {
+        let cli = Cli::try_parse_from([
+            "shortener",
+            "copy",
+            "--from",
+            "sqlite://a.db",
+            "--to",
+            "postgres://db/x",
+            "--db-statement-cache",
+            "false",
+            "--db-acquire-timeout",
+            "7s",
+            "--db-max-connections",
+            "2",
+            "--db-connect-timeout",
+            "1s",
+        ])
+        .unwrap();
+        let Some(Command::Copy(copy)) = cli.command else {
+            panic!("not a copy: {cli:?}");
+        };
+        let options = copy.pool.pool_options();
+        assert!(!options.statement_cache);
+        assert_eq!(options.acquire_timeout, Duration::from_secs(7));
+        assert_eq!(options.max_connections, 2);
+        assert_eq!(copy.pool.db_connect_timeout, Duration::from_secs(1));
+        // Every flag has an environment variable, and `--help` names it.
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("copy")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for var in [
+            "SHORTENER_COPY_FROM",
+            "SHORTENER_COPY_TO",
+            "SHORTENER_COPY_BATCH_SIZE",
+            "SHORTENER_DB_STATEMENT_CACHE",
+        ] {
+            assert!(help.contains(var), "{var} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn every_flag_of_every_command_has_an_environment_variable() {
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                // clap's own flags, positional arguments and `--name`/`--reason` of one-off
+                // operator actions are not settings.
+                if arg.is_positional() || ["help", "version", "name", "reason"].contains(&id) {
+                    continue;
+                }
+                assert!(arg.get_env().is_some(), "{path} --{id} has no env var");
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&Cli::command(), "shortener");
+    }
+
+    #[test]
+    fn durations_where_zero_is_meaningless_refuse_it() {
+        for flag in [
+            "--click-flush-interval",
+            "--request-timeout",
+            "--header-read-timeout",
+            "--db-acquire-timeout",
+            "--cache-ttl",
+        ] {
+            let e = Cli::try_parse_from(["shortener", flag, "0s"]).unwrap_err();
+            assert!(
+                e.to_string().contains("must be longer than zero"),
+                "{flag}: {e}"
+            );
+            assert!(
+                Cli::try_parse_from(["shortener", flag, "250ms"]).is_ok(),
+                "{flag}"
+            );
+        }
+        let e = Cli::try_parse_from(["shortener", "healthcheck", "--timeout", "0ms"]).unwrap_err();
+        assert!(e.to_string().contains("must be longer than zero"), "{e}");
+        let e = Cli::try_parse_from(["shortener", "--cache-ttl", "0s"]).unwrap_err();
+        assert!(e.to_string().contains("--cache-size 0"), "{e}");
+        // Where zero means something (no drain, no wait, no memory of misses, one attempt).
+        for flag in [
+            "--drain-delay",
+            "--shutdown-timeout",
+            "--cache-negative-ttl",
+            "--db-connect-timeout",
+        ] {
+            assert!(
+                Cli::try_parse_from(["shortener", flag, "0s"]).is_ok(),
+                "{flag}"
+            );
+        }
     }
 }

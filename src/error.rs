@@ -9,7 +9,7 @@ use serde::Serialize;
 use thiserror::Error;
 use utoipa::ToSchema;
 
-use crate::link::{AliasError, UrlError};
+use crate::link::{AliasError, ReasonError, UrlError};
 use crate::store::StoreError;
 use crate::views;
 
@@ -22,6 +22,9 @@ pub enum AppError {
     /// The custom alias was refused.
     #[error(transparent)]
     InvalidAlias(#[from] AliasError),
+    /// The reason given for disabling a link was refused.
+    #[error(transparent)]
+    InvalidReason(#[from] ReasonError),
     /// The custom alias is in use.
     #[error("the alias \"{0}\" is already taken; choose another")]
     AliasTaken(String),
@@ -31,6 +34,9 @@ pub enum AppError {
     /// No API endpoint at this path.
     #[error("there is no API endpoint at this path; see /api/v1/links")]
     UnknownEndpoint,
+    /// The path exists, but not for this method (the `Allow` header lists those that work).
+    #[error("this method is not allowed here; the Allow header lists the ones that are")]
+    MethodNotAllowed,
     /// The link was deleted or disabled.
     #[error("this link has been disabled")]
     Gone,
@@ -75,8 +81,9 @@ impl AppError {
             }
             Self::AliasTaken(_) => StatusCode::CONFLICT,
             Self::NotFound | Self::UnknownEndpoint => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Gone => StatusCode::GONE,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidReason(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -92,9 +99,11 @@ impl AppError {
         match self {
             Self::InvalidUrl(_) => "invalid_url",
             Self::InvalidAlias(_) => "invalid_alias",
+            Self::InvalidReason(_) => "invalid_reason",
             Self::AliasTaken(_) => "alias_taken",
             Self::NotFound => "not_found",
             Self::UnknownEndpoint => "unknown_endpoint",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Gone => "gone",
             Self::BadRequest(_) => "bad_request",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",

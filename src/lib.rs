@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, Settings};
 use crate::config::{Cli, Command, DatabaseArgs, ServeArgs};
-use crate::store::{AnyStore, PoolOptions, Store, StoreError};
+use crate::store::{AnyStore, OpenMode, PoolOptions, Store, StoreError};
 
 /// Everything that can stop the process before it serves.
 #[derive(Debug, thiserror::Error)]
@@ -73,33 +73,36 @@ pub async fn run(cli: Cli) -> ExitCode {
         None => run_serve(cli.serve).await,
         Some(Command::Serve(args)) => run_serve(*args).await,
         Some(Command::Healthcheck(args)) => return healthcheck::run(&args).await,
-        Some(Command::Migrate(db)) => with_store(&db, async |_| {
-            tracing::info!(database = %store::redact_url(&db.database_url), "migrations applied");
-            Ok(())
-        })
-        .await,
+        Some(Command::Migrate(db)) => {
+            with_store(&db, OpenMode::Create, async |_| {
+                tracing::info!("migrations applied");
+                Ok(())
+            })
+            .await
+        }
         Some(Command::Copy(args)) => transfer::copy(&args).await.map_err(RunError::from),
         Some(Command::Export(args)) => {
-            with_store(&args.database, async |store| {
+            // A backup only reads: it neither creates nor migrates what it backs up.
+            with_store(&args.database, OpenMode::ReadOnly, async |store| {
                 Ok(transfer::export(&args, store).await?)
             })
             .await
         }
         Some(Command::Import(args)) => {
-            let bulk = args.database.pool_options().for_bulk();
+            let bulk = args.database.pool.pool_options().for_bulk();
             with_store_options(&args.database, &bulk, async |store| {
                 Ok(transfer::import(&args, store).await?)
             })
             .await
         }
         Some(Command::Keys(args)) => {
-            with_store(&args.database, async |store| {
+            with_store(&args.database, OpenMode::Existing, async |store| {
                 done(admin::keys(&args.action, store).await?)
             })
             .await
         }
         Some(Command::Links(args)) => {
-            with_store(&args.database, async |store| {
+            with_store(&args.database, OpenMode::Existing, async |store| {
                 done(admin::links(&args.action, store).await?)
             })
             .await
@@ -123,28 +126,32 @@ fn done(changed: bool) -> Result<(), RunError> {
     }
 }
 
-/// Opens the database of `db`, runs `f` on it, closes it.
+/// Opens the database of `db` in `mode`, runs `f` on it, closes it.
 async fn with_store(
     db: &DatabaseArgs,
+    mode: OpenMode,
     f: impl AsyncFnOnce(&AnyStore) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
-    with_store_options(db, &db.pool_options(), f).await
+    with_store_options(db, &db.pool.pool_options().opening(mode), f).await
 }
 
-/// Like [`with_store`], with pool options of the caller's.
+/// Like [`with_store`], with pool options of the caller's. Says on stderr which database it
+/// used, so an operator in the wrong directory sees it at once.
 async fn with_store_options(
     db: &DatabaseArgs,
     options: &PoolOptions,
     f: impl AsyncFnOnce(&AnyStore) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
-    let store = open_store(&db.database_url, options, db.db_connect_timeout).await?;
+    let store = open_store(&db.database_url, options, db.pool.db_connect_timeout).await?;
+    eprintln!("database: {}", store::describe_url(&db.database_url));
     let result = f(&store).await;
     store.close().await;
     result
 }
 
-/// Connects to the database at `url` and applies migrations, retrying for up to
-/// `connect_timeout` while the database is unreachable (it may still be starting).
+/// Connects to the database at `url` and prepares it as `options.open` says: migrated, or for
+/// [`OpenMode::ReadOnly`] only checked. Retries for up to `connect_timeout` while the database
+/// is unreachable (it may still be starting).
 pub async fn open_store(
     url: &str,
     options: &PoolOptions,
@@ -154,7 +161,10 @@ pub async fn open_store(
     loop {
         let attempt = async {
             let store = store::connect(url, options).await?;
-            store.migrate().await?;
+            match options.open {
+                OpenMode::ReadOnly => store.check_schema().await?,
+                OpenMode::Create | OpenMode::Existing => store.migrate().await?,
+            }
             Ok::<_, StoreError>(store)
         };
         match attempt.await {
@@ -176,7 +186,12 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
 async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
     let blocklist = blocklist::Blocklist::load(args.blocklist.as_deref())?;
     let db = &args.database;
-    let store = open_store(&db.database_url, &db.pool_options(), db.db_connect_timeout).await?;
+    let store = open_store(
+        &db.database_url,
+        &db.pool.pool_options(),
+        db.pool.db_connect_timeout,
+    )
+    .await?;
     let listener = bind(args.listen).await?;
     let bound = listener.local_addr()?;
     let settings = Settings::from_args(&args, bound);
@@ -213,16 +228,16 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
         }
     });
 
-    tracing::info!(
-        listen = %bound,
-        public_url = %settings.public_url,
-        backend = store.backend(),
-        "shortener ready"
-    );
+    let backend = store.backend();
+    let public_url = settings.public_url.clone();
     let state = AppState::with_blocklist(store, settings, blocklist);
+    // Signals are handled before the instance says it is ready (SIGHUP's default action, like
+    // SIGTERM's, would end the process).
     #[cfg(unix)]
     reload_on_sighup(state.clone());
-    let result = serve(listener, state, shutdown_signal()).await;
+    let shutdown = shutdown_signal();
+    tracing::info!(listen = %bound, %public_url, backend, "shortener ready");
+    let result = serve(listener, state, shutdown).await;
     stop_metrics.cancel();
     upkeep.abort();
     result.map_err(RunError::from)
@@ -248,31 +263,48 @@ fn reload_on_sighup(state: AppState) {
     });
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Listens for SIGTERM and Ctrl-C (SIGINT) from the moment it is called; the future it returns
+/// resolves on either. It is called before the instance says it is ready: a signal sent right
+/// after that line must be a graceful stop, not the default action of an abrupt exit.
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| match signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::error!(error = %e, signal = name, "cannot listen for a stop signal");
+            None
+        }
+    };
+    let term = listen(SignalKind::terminate(), "SIGTERM");
+    let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            () = received(term) => {},
+            () = received(interrupt) => {},
+        }
+    }
+}
+
+/// Resolves when `signal` arrives; never without a signal to listen to.
+#[cfg(unix)]
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 

@@ -230,6 +230,50 @@ fn same_site(host: &str, port: Option<u16>, own: &Url) -> bool {
     port == own_port || default(port) || default(own_port)
 }
 
+/// Longest reason for disabling a link, in characters.
+pub const REASON_MAX_LEN: usize = 500;
+
+/// Why a link was disabled, as an operator or an API client gave it: one line of text (it is
+/// logged, and kept with the link), trimmed, 1 to [`REASON_MAX_LEN`] characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisableReason(String);
+
+/// Why a string is not a usable [`DisableReason`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReasonError {
+    /// Empty once trimmed, or longer than [`REASON_MAX_LEN`].
+    #[error("the reason must be 1 to {REASON_MAX_LEN} characters long")]
+    Length,
+    /// A line break or another control character: one line of text only.
+    #[error("the reason must be one line of text, without control characters")]
+    Control,
+}
+
+impl DisableReason {
+    /// Parses a reason given by a person.
+    pub fn parse(s: &str) -> Result<Self, ReasonError> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > REASON_MAX_LEN {
+            return Err(ReasonError::Length);
+        }
+        if s.chars().any(char::is_control) {
+            return Err(ReasonError::Control);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The reason as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DisableReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A link as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Link {
@@ -361,6 +405,30 @@ mod tests {
             TargetUrl::parse("http://127.0.0.1:8080/x", &p),
             Err(UrlError::SelfReference)
         );
+    }
+
+    #[test]
+    fn reasons_are_one_bounded_line() {
+        let reason = DisableReason::parse("  phishing, report #12 ").unwrap();
+        assert_eq!(reason.as_str(), "phishing, report #12");
+        assert_eq!(DisableReason::parse(" \t "), Err(ReasonError::Length));
+        let longest = "é".repeat(REASON_MAX_LEN);
+        assert!(
+            DisableReason::parse(&longest).is_ok(),
+            "characters, not bytes"
+        );
+        assert_eq!(
+            DisableReason::parse(&format!("{longest}x")),
+            Err(ReasonError::Length)
+        );
+        for forged in [
+            "spam\nINFO link restored",
+            "a\rb",
+            "a\u{1b}[31mb",
+            "a\u{85}b",
+        ] {
+            assert_eq!(DisableReason::parse(forged), Err(ReasonError::Control));
+        }
     }
 
     proptest! {

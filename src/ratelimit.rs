@@ -4,14 +4,14 @@
 //! that exhausts its not-found budget is blocked from *all* lookups until it refills, so an
 //! enumerator cannot keep telling hits (302) from misses.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use moka::sync::Cache;
@@ -133,27 +133,46 @@ fn retry_after(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
+/// The header proxies append the address of their peer to.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// The client's address: the peer, or with `trusted_proxies = N` the N-th address from the
 /// right of `X-Forwarded-For` (each trusted proxy appends the address it saw). Entries left of
-/// that were written by the client and are never trusted.
+/// that were written by the client and are never trusted, so they are not even parsed: a
+/// client cannot knock the header out by adding garbage to it. With fewer entries than trusted
+/// hops (a request that reached an inner proxy directly), the left-most entry is the client.
+/// When the chosen entry is missing or unparsable, the client is the peer.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: usize) -> IpAddr {
     if trusted_proxies == 0 {
-        return peer;
+        return peer.to_canonical();
     }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
+    // Several header lines count as one list, in order: read them, and their entries, from
+    // the right.
+    headers
+        .get_all(X_FORWARDED_FOR)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().parse::<IpAddr>().ok())
-        .collect::<Option<Vec<_>>>()
-        .unwrap_or_default();
-    // The chain as seen here: what the proxies recorded, then the last proxy itself.
-    let hops = forwarded.len();
-    if hops == 0 {
-        return peer;
-    }
-    forwarded[hops - trusted_proxies.min(hops)]
+        .rev()
+        .flat_map(|value| value.as_bytes().rsplit(|b| *b == b','))
+        .take(trusted_proxies)
+        .last()
+        .and_then(|entry| std::str::from_utf8(entry).ok())
+        .and_then(parse_forwarded)
+        .unwrap_or(peer)
+        .to_canonical()
+}
+
+/// One `X-Forwarded-For` entry as proxies write it: `1.2.3.4`, `2001:db8::1`, and with a port
+/// `1.2.3.4:5678` or `[2001:db8::1]:5678` (or in brackets without one).
+fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
+            inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+        })
 }
 
 /// The client address of a request, for rate limiting. Never fails: without a peer address
@@ -190,29 +209,67 @@ mod tests {
         h
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn forwarded_addresses_are_trusted_only_through_configured_hops() {
-        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let peer = ip("10.0.0.9");
         let spoofed = headers("6.6.6.6, 1.2.3.4");
         assert_eq!(
             client_ip(peer, &spoofed, 0),
             peer,
             "no proxy trusted: the peer"
         );
-        assert_eq!(
-            client_ip(peer, &spoofed, 1),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            client_ip(peer, &spoofed, 2),
-            "6.6.6.6".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(client_ip(peer, &spoofed, 1), ip("1.2.3.4"));
+        assert_eq!(client_ip(peer, &spoofed, 2), ip("6.6.6.6"));
         assert_eq!(
             client_ip(peer, &spoofed, 5),
-            "6.6.6.6".parse::<IpAddr>().unwrap()
+            ip("6.6.6.6"),
+            "fewer entries than hops: the left-most"
         );
-        assert_eq!(client_ip(peer, &headers("garbage"), 1), peer);
         assert_eq!(client_ip(peer, &HeaderMap::new(), 1), peer);
+    }
+
+    #[test]
+    fn only_the_trusted_entry_is_parsed() {
+        let peer = ip("10.0.0.9");
+        // Garbage the client put left of the trusted entries changes nothing.
+        for xff in [
+            "garbage, 1.2.3.4, 10.0.0.1",
+            "<script>, ,1.2.3.4,10.0.0.1",
+            "1.2.3.4, 10.0.0.1",
+        ] {
+            assert_eq!(client_ip(peer, &headers(xff), 2), ip("1.2.3.4"), "{xff}");
+        }
+        // Several header lines are one list.
+        let mut two_lines = HeaderMap::new();
+        two_lines.append("x-forwarded-for", "6.6.6.6, 1.2.3.4".parse().unwrap());
+        two_lines.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        assert_eq!(client_ip(peer, &two_lines, 2), ip("1.2.3.4"));
+        assert_eq!(client_ip(peer, &two_lines, 1), ip("10.0.0.1"));
+        // The trusted entry itself garbled or empty: the peer.
+        assert_eq!(client_ip(peer, &headers("1.2.3.4, garbage"), 1), peer);
+        assert_eq!(client_ip(peer, &headers("1.2.3.4,"), 1), peer);
+        assert_eq!(client_ip(peer, &headers(""), 1), peer);
+    }
+
+    #[test]
+    fn entries_with_ports_and_brackets_parse() {
+        let peer = ip("10.0.0.9");
+        for (xff, want) in [
+            ("192.0.2.7:4711", "192.0.2.7"),
+            ("[2001:db8::7]:443", "2001:db8::7"),
+            ("[2001:db8::7]", "2001:db8::7"),
+            (" 2001:db8::7 ", "2001:db8::7"),
+            // An IPv4 client seen through an IPv6 socket is the same client.
+            ("::ffff:192.0.2.7", "192.0.2.7"),
+        ] {
+            assert_eq!(client_ip(peer, &headers(xff), 1), ip(want), "{xff}");
+        }
+        assert_eq!(client_ip(peer, &headers("[192.0.2.7]:80"), 1), peer);
+        assert_eq!(client_ip(peer, &headers("192.0.2.7:port"), 1), peer);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Moving links between databases and files: `copy`, `export`, `import`.
 //!
 //! Everything streams in batches (a page of links read, one transaction written), so no
-//! command needs the data to fit in memory, and every write is an idempotent "insert if
-//! absent": an interrupted run is completed by running it again.
+//! command needs the data to fit in memory, and every write is idempotent: a link is inserted
+//! if absent, caught up if present (clicks, disables), reported if its code holds another
+//! link. An interrupted run is completed by running it again, and a run after the source
+//! kept serving brings the target up to date.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -12,7 +14,7 @@ use thiserror::Error;
 use crate::config::{CopyArgs, ExportArgs, ImportArgs};
 use crate::link::{Link, ShortCode};
 use crate::progress::Progress;
-use crate::store::{self, AnyStore, ImportOutcome, PoolOptions, Store, StoreError};
+use crate::store::{self, AnyStore, ImportOutcome, OpenMode, Store, StoreError, Totals};
 
 /// Why a transfer did not complete.
 #[derive(Debug, Error)]
@@ -20,12 +22,28 @@ pub enum TransferError {
     /// A database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// One of the databases of a copy could not be opened.
+    #[error("cannot open the {which} database: {source}")]
+    Open {
+        /// `source` or `target`.
+        which: &'static str,
+        /// Why.
+        source: StoreError,
+    },
     /// A file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// Some links were not written; the message says which and why.
     #[error("{0}")]
     Incomplete(String),
+    /// The source was written to while it was copied: what changed after its page was read
+    /// may be missing from the target.
+    #[error(
+        "the source changed during the copy ({0}): changes made after their page was read may \
+         be missing from the target; run the copy again (once writes have stopped it completes \
+         and verifies)"
+    )]
+    SourceChanged(String),
 }
 
 /// Most problem codes or lines listed in a message; the rest are counted.
@@ -45,21 +63,30 @@ fn listing(items: &[String]) -> String {
 }
 
 /// `shortener copy`: every link of `--from` into `--to`, then a check that it all arrived.
+/// The source is only read; it must exist and have the current schema.
 pub async fn copy(args: &CopyArgs) -> Result<(), TransferError> {
-    let options = PoolOptions::default().for_bulk();
-    let source = crate::open_store(&args.from, &options, options.acquire_timeout).await?;
-    let target = crate::open_store(&args.to, &options, options.acquire_timeout).await?;
-    let total = source.count().await?;
+    let options = args.pool.pool_options().for_bulk();
+    let connect_timeout = args.pool.db_connect_timeout;
+    let reading = options.clone().opening(OpenMode::ReadOnly);
+    let opened = |which| move |source| TransferError::Open { which, source };
+    let source = crate::open_store(&args.from, &reading, connect_timeout)
+        .await
+        .map_err(opened("source"))?;
+    let target = crate::open_store(&args.to, &options, connect_timeout)
+        .await
+        .map_err(opened("target"))?;
+    let at_start = source.totals().await?;
     let before = target.count().await?;
     eprintln!(
-        "copying {total} links from {} ({}) to {} ({}, {before} links already)",
-        store::redact_url(&args.from),
+        "copying {} links from {} ({}) to {} ({}, {before} links already)",
+        at_start.links,
+        store::describe_url(&args.from),
         source.backend(),
-        store::redact_url(&args.to),
+        store::describe_url(&args.to),
         target.backend(),
     );
 
-    let mut progress = Progress::new("links", Some(total));
+    let mut progress = Progress::new("links", Some(at_start.links));
     let mut outcome = ImportOutcome::default();
     let mut read = 0u64;
     let mut after: Option<String> = None;
@@ -73,6 +100,7 @@ pub async fn copy(args: &CopyArgs) -> Result<(), TransferError> {
     }
     progress.finish();
 
+    let at_end = source.totals().await?;
     let after_count = target.count().await?;
     source.close().await;
     target.close().await;
@@ -85,20 +113,42 @@ pub async fn copy(args: &CopyArgs) -> Result<(), TransferError> {
             outcome.inserted
         )));
     }
-    if read != total {
-        eprintln!(
-            "note: the source changed during the copy ({total} links counted, {read} read); \
-             run the copy again once writes have stopped"
-        );
+    if at_end != at_start || read != at_start.links {
+        return Err(TransferError::SourceChanged(changes(
+            at_start, read, at_end,
+        )));
     }
-    eprintln!("verified: every link of the source is in the target with the same content");
+    eprintln!("verified: every link of the source is in the target with its clicks and state");
     Ok(())
+}
+
+/// What changed in a source between the start and the end of a copy, for people.
+fn changes(start: Totals, read: u64, end: Totals) -> String {
+    let mut changed = Vec::new();
+    if end.links != start.links || read != start.links {
+        changed.push(format!(
+            "{} links at the start, {read} read, {} at the end",
+            start.links, end.links
+        ));
+    }
+    if end.clicks != start.clicks {
+        changed.push(format!("clicks {} -> {}", start.clicks, end.clicks));
+    }
+    if end.disabled != start.disabled {
+        changed.push(format!(
+            "disabled links {} -> {}",
+            start.disabled, end.disabled
+        ));
+    }
+    changed.join("; ")
 }
 
 fn report(outcome: &ImportOutcome) -> Result<(), TransferError> {
     eprintln!(
-        "{} links written, {} already present and identical, {} conflicts",
+        "{} links written, {} updated (clicks or disabled state caught up), {} already up to \
+         date, {} conflicts",
         outcome.inserted,
+        outcome.updated,
         outcome.unchanged,
         outcome.conflicts.len()
     );
@@ -106,8 +156,8 @@ fn report(outcome: &ImportOutcome) -> Result<(), TransferError> {
         return Ok(());
     }
     Err(TransferError::Incomplete(format!(
-        "{} links were not written because the target already has a different link under the \
-         same code (left unchanged): {}",
+        "{} links were not written because the target already has a different link (another \
+         URL or creation time) under the same code, left unchanged: {}",
         outcome.conflicts.len(),
         listing(&outcome.conflicts)
     )))
@@ -208,5 +258,29 @@ mod tests {
         assert!(parse_line(&good.replace("https://example.com/", "javascript:alert(1)")).is_err());
         assert!(parse_line(&good.replace("\"abc\"", "\"a b\"")).is_err());
         assert!(parse_line(&good.replace("3}", "-3}")).is_err());
+    }
+
+    #[test]
+    fn changes_of_a_source_are_named() {
+        let start = Totals {
+            links: 10,
+            clicks: 100,
+            disabled: 1,
+        };
+        assert_eq!(changes(start, 10, start), "");
+        let end = Totals {
+            clicks: 120,
+            disabled: 2,
+            ..start
+        };
+        assert_eq!(
+            changes(start, 10, end),
+            "clicks 100 -> 120; disabled links 1 -> 2"
+        );
+        let grown = Totals { links: 12, ..start };
+        assert_eq!(
+            changes(start, 11, grown),
+            "10 links at the start, 11 read, 12 at the end"
+        );
     }
 }

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::AppState;
 use crate::auth::{Authenticated, authenticate};
 use crate::error::{ApiError, AppError, ErrorBody};
-use crate::link::{Link, ShortCode};
+use crate::link::{DisableReason, Link, ShortCode};
 use crate::ratelimit::ClientIp;
 use crate::store::Store;
 
@@ -23,6 +23,8 @@ pub fn routes() -> Router<AppState> {
         .route("/links", post(create).get(list))
         .route("/links/{code}", get(show).delete(delete))
         .route("/openapi.json", get(crate::openapi::document))
+        // Last, so it covers every route above; axum adds the `Allow` header.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
 }
 
@@ -123,46 +125,73 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/v1/links/{code}`: the link with its click count (written about once a second).
+/// Open to anyone, so it shares the redirect path's not-found budget: guessing codes here is
+/// no cheaper than guessing them in the browser.
 #[utoipa::path(
     get,
     path = "/api/v1/links/{code}",
     tag = "links",
     summary = "Look up a link",
+    description = "Open to anyone. Lookups of unknown codes are rate limited per client; a \
+        client over that limit gets 429 for every lookup until its budget refills.",
     params(("code" = String, Path, description = "The link's code")),
     responses(
         (status = 200, description = "The link with its click count", body = LinkView),
         (status = 404, description = "No link has this code", body = ErrorBody),
         (status = 410, description = "The link was disabled", body = ErrorBody),
+        (status = 429, description = "Too many lookups of unknown codes from this client",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LinkView>, ApiError> {
-    let code = parse_code(code)?;
-    let link = state
-        .store
-        .get(code.as_str())
-        .await?
-        .ok_or(AppError::NotFound)?;
+    state.limits.check_lookup(ip)?;
+    let link = match parse_code(code) {
+        Ok(code) => state.store.get(code.as_str()).await?,
+        Err(_) => None,
+    };
+    let Some(link) = link else {
+        state.limits.record_not_found(ip)?;
+        return Err(AppError::NotFound.into());
+    };
     if link.is_disabled() {
         return Err(AppError::Gone.into());
     }
     Ok(Json(LinkView::new(&state, link, true)))
 }
 
-/// `DELETE /api/v1/links/{code}` (API key required): disables the link. Later visits answer
-/// 410, its code is never reused, and other instances drop it from their caches.
+/// Query of `DELETE /api/v1/links/{code}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// Why the link is disabled (kept with the link and logged, as with
+    /// `shortener links disable --reason`): one line of text, at most 500 characters.
+    #[param(
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "phishing, abuse report 123"
+    )]
+    reason: Option<String>,
+}
+
+/// `DELETE /api/v1/links/{code}?reason=...` (API key required): disables the link. Later
+/// visits answer 410, its code is never reused, and other instances drop it from their caches.
 #[utoipa::path(
     delete,
     path = "/api/v1/links/{code}",
     tag = "links",
     summary = "Disable a link",
-    params(("code" = String, Path, description = "The link's code")),
+    params(("code" = String, Path, description = "The link's code"), DeleteParams),
     security(("api_key" = [])),
     responses(
         (status = 204, description = "Disabled: later visits answer 410"),
+        (status = 400, description = "The reason is too long or not one line of text",
+            body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No link has this code", body = ErrorBody),
         (status = 410, description = "Already disabled", body = ErrorBody),
@@ -173,12 +202,23 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     Authenticated(key): Authenticated,
     code: Result<Path<String>, PathRejection>,
+    params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let reason = match params.reason.as_deref().map(str::trim) {
+        Some(given) if !given.is_empty() => Some(DisableReason::parse(given)?),
+        _ => None,
+    };
     let code = parse_code(code)?;
-    let reason = format!("deleted through the API (key {})", key.id);
-    if state.store.disable(code.as_str(), &reason).await? {
+    // Which key did it is kept with the reason: the row is the record of the decision.
+    let stored = match &reason {
+        Some(reason) => format!("{reason} (through the API, key {})", key.id),
+        None => format!("deleted through the API (key {})", key.id),
+    };
+    if state.store.disable(code.as_str(), &stored).await? {
         state.cache.invalidate(code.as_str());
-        tracing::info!(code = %code, key = %key.id, "link deleted");
+        let reason = reason.as_ref().map_or("", DisableReason::as_str);
+        tracing::info!(code = %code, key = %key.id, reason, "link deleted");
         return Ok(StatusCode::NO_CONTENT);
     }
     match state.store.get(code.as_str()).await? {
@@ -264,7 +304,12 @@ pub(crate) async fn list(
     Ok(Json(LinkPage { links, next }))
 }
 
-/// JSON 404 for any other path under `/api`.
+/// JSON 404 for any other path under `/api`, whatever the method.
 pub async fn not_found() -> ApiError {
     ApiError(AppError::UnknownEndpoint)
+}
+
+/// JSON 405 for a method an API path does not take (axum adds the `Allow` header).
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(AppError::MethodNotAllowed)
 }

@@ -1,4 +1,5 @@
 //! Every public route. Fixed paths are declared before `/{code}`, so they are never codes.
+//! Every error under `/api` is JSON (404 and 405 included), every other one an HTML page.
 
 pub(crate) mod api;
 mod health;
@@ -7,7 +8,7 @@ mod redirect;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{any, get};
 
 use crate::app::AppState;
 
@@ -25,8 +26,11 @@ pub fn routes(body_limit: usize) -> Router<AppState> {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/{code}", get(redirect::follow))
+        // Applies to the routes above only: the API answers its own 405s, in JSON.
+        .method_not_allowed_fallback(pages::method_not_allowed)
         .nest("/api/v1", api::routes().layer(limit))
-        .route("/api", get(api::not_found))
-        .route("/api/{*rest}", get(api::not_found).post(api::not_found))
+        // No endpoint there for any method: 404, not a 405 that would claim GET works.
+        .route("/api", any(api::not_found))
+        .route("/api/{*rest}", any(api::not_found))
         .fallback(pages::not_found)
 }

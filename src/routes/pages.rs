@@ -75,6 +75,11 @@ pub async fn not_found() -> PageError {
     PageError(AppError::NotFound)
 }
 
+/// The HTML 405 for a method a page does not take (axum adds the `Allow` header).
+pub async fn method_not_allowed() -> PageError {
+    PageError(AppError::MethodNotAllowed)
+}
+
 /// `GET /robots.txt`: the form may be indexed, short links may not.
 pub async fn robots() -> &'static str {
     "User-agent: *\nAllow: /$\nDisallow: /\n"

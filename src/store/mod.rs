@@ -8,6 +8,7 @@ mod postgres;
 mod sqlite;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -30,6 +31,16 @@ pub enum StoreError {
     /// The database URL or options are unusable.
     #[error("invalid database configuration: {0}")]
     Config(String),
+    /// A SQLite file that must exist does not (it is created only by the commands that may).
+    #[error(
+        "there is no SQLite database at {}: check the database URL (a relative path is \
+         relative to the current directory); `shortener migrate` creates an empty one",
+        .0.display()
+    )]
+    MissingDatabase(PathBuf),
+    /// A database opened read-only does not have the schema this binary expects.
+    #[error("{0}")]
+    Schema(String),
     /// Schema migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -46,6 +57,8 @@ impl StoreError {
             Self::Conflict => Self::Conflict,
             Self::Unavailable(e) => Self::Unavailable(sqlx::Error::Protocol(e.to_string())),
             Self::Config(msg) => Self::Config(msg.clone()),
+            Self::MissingDatabase(path) => Self::MissingDatabase(path.clone()),
+            Self::Schema(msg) => Self::Schema(msg.clone()),
             Self::Migrate(e) => Self::Other(sqlx::Error::Protocol(e.to_string())),
             Self::Other(e) => Self::Other(sqlx::Error::Protocol(e.to_string())),
         }
@@ -83,9 +96,13 @@ fn is_transient(code: Option<&str>) -> bool {
 pub struct ImportOutcome {
     /// Links written.
     pub inserted: u64,
-    /// Links already present with exactly the same content: nothing to do.
+    /// Links already present (same code, URL and creation time) that caught up: more clicks,
+    /// or disabled since.
+    pub updated: u64,
+    /// Links already present with nothing to catch up.
     pub unchanged: u64,
-    /// Codes already present with different content: left as they were, reported.
+    /// Codes already present for another link (a different URL or creation time): left as
+    /// they were, reported.
     pub conflicts: Vec<String>,
 }
 
@@ -93,14 +110,54 @@ impl ImportOutcome {
     /// Adds another batch's outcome to this one.
     pub fn absorb(&mut self, other: ImportOutcome) {
         self.inserted += other.inserted;
+        self.updated += other.updated;
         self.unchanged += other.unchanged;
         self.conflicts.extend(other.conflicts);
     }
 }
 
-/// Pool and timeout settings shared by both backends.
+/// Aggregates of the links table, to tell whether a database changed while it was read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Links, disabled ones included.
+    pub links: u64,
+    /// Clicks over every link.
+    pub clicks: u64,
+    /// Disabled links.
+    pub disabled: u64,
+}
+
+impl Totals {
+    /// From the three aggregates as the database returns them.
+    fn from_row((links, clicks, disabled): (i64, i64, i64)) -> Self {
+        Self {
+            links: links.unsigned_abs(),
+            clicks: clicks.unsigned_abs(),
+            disabled: disabled.unsigned_abs(),
+        }
+    }
+}
+
+/// How a command opens its database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create a missing SQLite file, then migrate: the service, `migrate`, `import` and the
+    /// target of `copy`.
+    #[default]
+    Create,
+    /// The database must exist; it is migrated. For operator commands (`keys`, `links`): a
+    /// mistyped path must fail, not create an empty database the service never reads.
+    Existing,
+    /// The database must exist, and is only read: never created, never migrated, and its
+    /// schema checked instead. For the source of `copy` and for `export`.
+    ReadOnly,
+}
+
+/// How to open a database: pool and timeout settings shared by both backends, and the mode.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
+    /// Whether the database may be created, and whether it is written.
+    pub open: OpenMode,
     /// Most connections held open.
     pub max_connections: u32,
     /// How long to wait for a free connection (and for a new one to open).
@@ -120,11 +177,18 @@ impl PoolOptions {
         self.sqlite_page_cache_kib = 64 * 1024;
         self
     }
+
+    /// The same options, opening the database in `mode`.
+    pub fn opening(mut self, mode: OpenMode) -> Self {
+        self.open = mode;
+        self
+    }
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
+            open: OpenMode::Create,
             max_connections: 8,
             acquire_timeout: Duration::from_secs(3),
             statement_cache: true,
@@ -138,6 +202,10 @@ impl Default for PoolOptions {
 pub trait Store: Clone + Send + Sync + 'static {
     /// Applies pending schema migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Checks, changing nothing, that the schema is exactly the one this binary's migrations
+    /// make: for a database that is only read ([`OpenMode::ReadOnly`]), so never migrated.
+    fn check_schema(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Inserts a new link; [`StoreError::Conflict`] if its code exists (even disabled).
     fn insert(&self, link: &Link) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -183,8 +251,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Link>, StoreError>> + Send;
 
     /// Writes existing links as they are (code, timestamps and clicks kept), in one
-    /// transaction. Codes already present are never overwritten: identical ones are counted
-    /// as unchanged, differing ones reported as conflicts.
+    /// transaction. A code already present with the same URL and creation time is the same
+    /// link: it catches up (clicks to the larger count, a disable carried over; never
+    /// re-enabled) and counts as updated, or as unchanged when there is nothing to catch up.
+    /// A code present for another link is a conflict: reported, never overwritten.
     fn import(
         &self,
         links: &[Link],
@@ -208,6 +278,9 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// How many links are stored, disabled ones included.
     fn count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Links, clicks and disabled links in total, read in one statement.
+    fn totals(&self) -> impl Future<Output = Result<Totals, StoreError>> + Send;
 
     /// Checks that the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -273,6 +346,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The database a URL names, for people: a SQLite file by its absolute path (a relative one
+/// depends on the current directory), anything else with its password hidden.
+pub fn describe_url(url: &str) -> String {
+    match sqlite::file_of(url).filter(|_| url.starts_with("sqlite:")) {
+        Some(path) => format!("SQLite file {}", path.display()),
+        None => redact_url(url),
+    }
+}
+
 /// Delegates every [`Store`] method of [`AnyStore`] to the backend it holds.
 macro_rules! delegate {
     ($self:ident, $store:ident => $call:expr) => {
@@ -286,6 +368,9 @@ macro_rules! delegate {
 impl Store for AnyStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         delegate!(self, s => s.migrate())
+    }
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        delegate!(self, s => s.check_schema())
     }
     async fn insert(&self, link: &Link) -> Result<(), StoreError> {
         delegate!(self, s => s.insert(link))
@@ -326,6 +411,9 @@ impl Store for AnyStore {
     async fn count(&self) -> Result<u64, StoreError> {
         delegate!(self, s => s.count())
     }
+    async fn totals(&self) -> Result<Totals, StoreError> {
+        delegate!(self, s => s.totals())
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         delegate!(self, s => s.ping())
     }
@@ -344,25 +432,142 @@ fn skipped<'a>(links: &'a [Link], inserted: &[bool]) -> Vec<&'a Link> {
         .collect()
 }
 
-/// Splits the codes of `batch` that an insert skipped into unchanged and conflicting, by
-/// comparing with what the database holds.
-fn classify_skipped(batch: &[Link], skipped: &[&Link], existing: &[Link]) -> ImportOutcome {
+/// What an import does with a link whose code the database has already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    /// The same link, with nothing to catch up.
+    Unchanged,
+    /// The same link, behind: more clicks, or disabled since.
+    Update,
+    /// Another link under the same code.
+    Conflict,
+}
+
+/// Compares the link an import brings (`wanted`) with the one stored under its code
+/// (`have`). The same code, URL and creation time make the same link, whatever its counts.
+fn merge(have: &Link, wanted: &Link) -> Merge {
+    if have.url != wanted.url || have.created_at != wanted.created_at {
+        return Merge::Conflict;
+    }
+    if wanted.clicks > have.clicks || (wanted.is_disabled() && !have.is_disabled()) {
+        Merge::Update
+    } else {
+        Merge::Unchanged
+    }
+}
+
+/// Sorts the links of `batch` that an insert skipped into unchanged, to update and
+/// conflicting, by comparing with what the database holds (`existing`). Returns the outcome
+/// and the links to update, to be written with [`Merge::Update`]'s rules (clicks to the
+/// larger count, a disable carried over).
+fn classify_skipped<'a>(
+    batch: &[Link],
+    skipped: &[&'a Link],
+    existing: &[Link],
+) -> (ImportOutcome, Vec<&'a Link>) {
     let mut outcome = ImportOutcome {
         inserted: (batch.len() - skipped.len()) as u64,
         ..Default::default()
     };
-    for wanted in skipped {
-        match existing.iter().find(|l| l.code == wanted.code) {
-            Some(have) if have == *wanted => outcome.unchanged += 1,
-            _ => outcome.conflicts.push(wanted.code.clone()),
+    let mut updates = Vec::new();
+    for &wanted in skipped {
+        let have = existing.iter().find(|l| l.code == wanted.code);
+        match have.map(|have| merge(have, wanted)) {
+            Some(Merge::Unchanged) => outcome.unchanged += 1,
+            Some(Merge::Update) => {
+                outcome.updated += 1;
+                updates.push(wanted);
+            }
+            // Missing would mean it was skipped for a code it repeats within the batch.
+            Some(Merge::Conflict) | None => outcome.conflicts.push(wanted.code.clone()),
         }
     }
-    outcome
+    (outcome, updates)
+}
+
+/// Compares the migration versions a database records (`None`: it has no migrations table)
+/// with those of this binary's `migrator`, for [`Store::check_schema`].
+fn check_applied(
+    migrator: &sqlx::migrate::Migrator,
+    applied: Option<Vec<i64>>,
+) -> Result<(), StoreError> {
+    let Some(applied) = applied else {
+        return Err(StoreError::Schema(
+            "the database has no shortener schema: is this the right database? \
+             (`shortener migrate` creates the schema)"
+                .into(),
+        ));
+    };
+    let known: Vec<i64> = migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .collect();
+    if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
+        return Err(StoreError::Schema(format!(
+            "the database's schema is newer than this binary (migration {unknown} is unknown \
+             to it): use the shortener version that wrote it, or a newer one"
+        )));
+    }
+    let missing: Vec<String> = known
+        .iter()
+        .filter(|v| !applied.contains(v))
+        .map(i64::to_string)
+        .collect();
+    if !missing.is_empty() {
+        return Err(StoreError::Schema(format!(
+            "the database's schema is older than this binary (migrations {} not applied): \
+             run `shortener migrate` on it first",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn link(url: &str, clicks: i64) -> Link {
+        Link {
+            code: "abc".into(),
+            url: url.into(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            clicks,
+            disabled_at: None,
+            disabled_reason: None,
+        }
+    }
+
+    #[test]
+    fn the_same_link_catches_up_and_another_one_conflicts() {
+        let have = link("https://example.com/", 5);
+        assert_eq!(merge(&have, &have), Merge::Unchanged);
+        assert_eq!(
+            merge(&have, &link("https://example.com/", 9)),
+            Merge::Update
+        );
+        assert_eq!(
+            merge(&have, &link("https://example.com/", 2)),
+            Merge::Unchanged,
+            "counts never go down"
+        );
+        let mut disabled = have.clone();
+        disabled.disabled_at = Some(chrono::DateTime::UNIX_EPOCH);
+        assert_eq!(merge(&have, &disabled), Merge::Update);
+        assert_eq!(
+            merge(&disabled, &have),
+            Merge::Unchanged,
+            "never re-enabled"
+        );
+        assert_eq!(
+            merge(&have, &link("https://example.org/", 5)),
+            Merge::Conflict
+        );
+        let mut older = have.clone();
+        older.created_at += chrono::Duration::milliseconds(1);
+        assert_eq!(merge(&have, &older), Merge::Conflict);
+    }
 
     #[test]
     fn passwords_are_redacted() {

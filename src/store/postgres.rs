@@ -6,12 +6,15 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::PgListener;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped, skipped};
+use super::{
+    ImportOutcome, PoolOptions, Store, StoreError, Totals, check_applied, classify_skipped, skipped,
+};
 use crate::keys::ApiKeyRecord;
 use crate::link::{Destination, Link, now};
 
@@ -25,6 +28,9 @@ pub struct PostgresStore {
 pub const CHANGES_CHANNEL: &str = "shortener_link_changes";
 
 const COLUMNS: &str = "code, url, created_at, clicks, disabled_at, disabled_reason";
+
+/// The schema migrations of this backend, embedded in the binary.
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 impl PostgresStore {
     /// Announces that `code` changed to every instance listening (see [`Self::follow_changes`]).
@@ -120,10 +126,24 @@ async fn pause(stop: &CancellationToken) {
 impl Store for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         // sqlx takes an advisory lock, so instances starting together migrate one at a time.
-        sqlx::migrate!("migrations/postgres")
-            .run(&self.pool)
-            .await?;
+        MIGRATOR.run(&self.pool).await?;
         Ok(())
+    }
+
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let has_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        let applied = if has_table {
+            let versions = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+            Some(versions)
+        } else {
+            None
+        };
+        check_applied(&MIGRATOR, applied)
     }
 
     async fn insert(&self, link: &Link) -> Result<(), StoreError> {
@@ -220,8 +240,10 @@ impl Store for PostgresStore {
                 .fetch_all(&mut *tx)
                 .await?
         };
+        let (outcome, updates) = classify_skipped(links, &skipped, &existing);
+        catch_up(&mut tx, &updates).await?;
         tx.commit().await?;
-        Ok(classify_skipped(links, &skipped, &existing))
+        Ok(outcome)
     }
 
     async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -276,6 +298,15 @@ impl Store for PostgresStore {
         Ok(n.unsigned_abs())
     }
 
+    async fn totals(&self) -> Result<Totals, StoreError> {
+        let row = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(clicks), 0)::bigint, COUNT(disabled_at) FROM links",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Totals::from_row(row))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -311,4 +342,47 @@ async fn insert_skipping(tx: &mut PgConnection, links: &[Link]) -> Result<Vec<bo
     .await?;
     let mut inserted: HashSet<String> = inserted.into_iter().collect();
     Ok(links.iter().map(|l| inserted.remove(&l.code)).collect())
+}
+
+/// Brings stored links up to the imported ones of the same identity (see [`Store::import`]):
+/// clicks to the larger count, a disable carried over with its time and reason, an existing
+/// disable kept. Computed in SQL, so clicks flushed meanwhile are never lost. Links disabled
+/// here are announced at commit, so instances serving this database drop them from their
+/// caches.
+async fn catch_up(tx: &mut PgConnection, links: &[&Link]) -> Result<(), StoreError> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let disabled: Vec<String> = sqlx::query_scalar::<_, Option<String>>(
+        "UPDATE links SET clicks = GREATEST(links.clicks, u.clicks), \
+             disabled_at = COALESCE(links.disabled_at, u.disabled_at), \
+             disabled_reason = CASE WHEN links.disabled_at IS NULL \
+                 THEN u.disabled_reason ELSE links.disabled_reason END \
+         FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::text[]) \
+             AS u (code, clicks, disabled_at, disabled_reason) \
+         WHERE links.code = u.code \
+         RETURNING CASE WHEN u.disabled_at IS NOT NULL THEN links.code END",
+    )
+    .bind(links.iter().map(|l| l.code.as_str()).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.clicks).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.disabled_at).collect::<Vec<_>>())
+    .bind(
+        links
+            .iter()
+            .map(|l| l.disabled_reason.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    if !disabled.is_empty() {
+        sqlx::query("SELECT pg_notify($1, code) FROM UNNEST($2::text[]) AS code")
+            .bind(CHANGES_CHANNEL)
+            .bind(disabled)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }

@@ -14,13 +14,18 @@
 //!   already come from the OS page cache.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
 
-use super::{ImportOutcome, PoolOptions, Store, StoreError, classify_skipped, skipped};
+use super::{
+    ImportOutcome, OpenMode, PoolOptions, Store, StoreError, Totals, check_applied,
+    classify_skipped, skipped,
+};
 use crate::keys::ApiKeyRecord;
 use crate::link::{Destination, Link, now};
 
@@ -32,17 +37,32 @@ pub struct SqliteStore {
 
 const COLUMNS: &str = "code, url, created_at, clicks, disabled_at, disabled_reason";
 
+/// The schema migrations of this backend, embedded in the binary.
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
 impl SqliteStore {
-    /// Opens (creating if missing) the database file named by a `sqlite:` URL.
+    /// Opens the database file named by a `sqlite:` URL: creating it if missing only in
+    /// [`OpenMode::Create`], read-only in [`OpenMode::ReadOnly`].
     pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
-        let connect = SqliteConnectOptions::from_str(url)
+        let read_only = options.open == OpenMode::ReadOnly;
+        let mut connect = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(e.to_string()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .create_if_missing(options.open == OpenMode::Create)
+            .read_only(read_only)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
             .pragma("cache_size", format!("-{}", options.sqlite_page_cache_kib));
+        if !read_only {
+            // Setting the journal mode writes to the file; a reader takes the file as it is.
+            connect = connect
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full);
+        }
+        if options.open != OpenMode::Create {
+            if let Some(path) = file_of(url).filter(|path| !path.exists()) {
+                return Err(StoreError::MissingDatabase(path));
+            }
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
@@ -52,10 +72,40 @@ impl SqliteStore {
     }
 }
 
+/// The file a `sqlite:` URL names, made absolute (a relative one is relative to the current
+/// directory, which is what an operator in the wrong directory needs to see); `None` for an
+/// in-memory database.
+pub(super) fn file_of(url: &str) -> Option<PathBuf> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    Some(std::path::absolute(path).unwrap_or_else(|_| path.to_owned()))
+}
+
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        MIGRATOR.run(&self.pool).await?;
         Ok(())
+    }
+
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let has_table: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let applied = if has_table {
+            let versions = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+            Some(versions)
+        } else {
+            None
+        };
+        check_applied(&MIGRATOR, applied)
     }
 
     async fn insert(&self, link: &Link) -> Result<(), StoreError> {
@@ -152,8 +202,10 @@ impl Store for SqliteStore {
             query.push(")");
             query.build_query_as::<Link>().fetch_all(&mut *tx).await?
         };
+        let (outcome, updates) = classify_skipped(links, &skipped, &existing);
+        catch_up(&mut tx, &updates).await?;
         tx.commit().await?;
-        Ok(classify_skipped(links, &skipped, &existing))
+        Ok(outcome)
     }
 
     async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -208,6 +260,15 @@ impl Store for SqliteStore {
         Ok(n.unsigned_abs())
     }
 
+    async fn totals(&self) -> Result<Totals, StoreError> {
+        let row = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(clicks), 0), COUNT(disabled_at) FROM links",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Totals::from_row(row))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -250,4 +311,30 @@ async fn insert_skipping(
         inserted.extend(codes);
     }
     Ok(links.iter().map(|l| inserted.remove(&l.code)).collect())
+}
+
+/// Brings stored links up to the imported ones of the same identity (see [`Store::import`]):
+/// clicks to the larger count, a disable carried over with its time and reason, an existing
+/// disable kept. Computed in SQL, so clicks flushed meanwhile are never lost.
+async fn catch_up(tx: &mut SqliteConnection, links: &[&Link]) -> Result<(), StoreError> {
+    // 4 bound values a row: well under SQLite's limit.
+    for chunk in links.chunks(ROWS_PER_INSERT) {
+        let mut query =
+            QueryBuilder::new("WITH u (code, clicks, disabled_at, disabled_reason) AS (");
+        query.push_values(chunk, |mut row, link| {
+            row.push_bind(&link.code)
+                .push_bind(link.clicks)
+                .push_bind(link.disabled_at)
+                .push_bind(&link.disabled_reason);
+        });
+        query.push(
+            ") UPDATE links SET clicks = max(links.clicks, u.clicks), \
+             disabled_at = coalesce(links.disabled_at, u.disabled_at), \
+             disabled_reason = CASE WHEN links.disabled_at IS NULL \
+                 THEN u.disabled_reason ELSE links.disabled_reason END \
+             FROM u WHERE links.code = u.code",
+        );
+        query.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }

@@ -157,6 +157,51 @@ async fn client_mistakes_get_clear_json_errors() {
 }
 
 #[tokio::test]
+async fn wrong_methods_get_a_json_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let send = |method: &str, path: &str| {
+        app.client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+    };
+    for (method, path, allow) in [
+        ("PUT", "/api/v1/links", "POST,GET,HEAD"),
+        ("PATCH", "/api/v1/links/abc1234", "GET,HEAD,DELETE"),
+        ("POST", "/api/v1/openapi.json", "GET,HEAD"),
+    ] {
+        let r = send(method, path).await.unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(error_code(&body), "method_not_allowed", "{method} {path}");
+    }
+    // No endpoint at all: 404 for every method, never a 405 that claims another one works.
+    for (method, path) in [
+        ("DELETE", "/api/x"),
+        ("PUT", "/api"),
+        ("PATCH", "/api/v2/links"),
+    ] {
+        let r = send(method, path).await.unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+        assert!(!r.headers().contains_key("allow"));
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(error_code(&body), "unknown_endpoint", "{method} {path}");
+    }
+    // Pages answer theirs as a page.
+    let r = send("PUT", "/").await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET,HEAD,POST");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn international_domains_redirect_in_ascii() {
     let app = TestApp::spawn().await;
     let (status, body) = post_json(&app, json!({ "url": "https://bücher.example/straße" })).await;
@@ -187,6 +232,12 @@ async fn the_openapi_document_describes_every_operation() {
     }
     // Management needs a key; creating may be done without one.
     assert_eq!(link["delete"]["security"], json!([{ "api_key": [] }]));
+    let reason = &link["delete"]["parameters"][1];
+    assert_eq!(reason["name"], "reason");
+    assert_eq!(reason["in"], "query");
+    assert_eq!(reason["schema"]["maxLength"], 500);
+    assert!(link["delete"]["responses"]["400"].is_object());
+    assert!(link["get"]["responses"]["429"].is_object());
     assert_eq!(links["post"]["security"], json!([{}, { "api_key": [] }]));
     assert_eq!(
         doc["components"]["securitySchemes"]["api_key"]["scheme"],

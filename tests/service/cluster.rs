@@ -8,6 +8,16 @@ use tokio::task::JoinSet;
 use crate::keys::keys_cli;
 use crate::support::{Binary, Nginx, TestDb, client, get_json, wait_for_status};
 
+/// The log tails of every instance, for failure messages.
+fn logs(instances: &[Binary]) -> String {
+    instances
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("--- instance {i}:\n{}", b.log_tail()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[tokio::test]
 async fn three_instances_behind_nginx_behave_as_one_service() {
     let Some(db) = TestDb::postgres().await else {
@@ -57,7 +67,12 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
         });
     }
     let misses: usize = lookups.join_all().await.into_iter().sum();
-    assert_eq!(misses, 0, "3000 lookups through the balancer");
+    assert_eq!(
+        misses,
+        0,
+        "3000 lookups through the balancer\n{}",
+        logs(&instances)
+    );
 
     // The same alias through different instances at once: the database decides, one wins.
     let mut racers = JoinSet::new();
@@ -81,12 +96,14 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,
-        "{statuses:?}"
+        "{statuses:?}\n{}",
+        logs(&instances)
     );
     assert_eq!(
         statuses.iter().filter(|s| **s == 409).count(),
         29,
-        "{statuses:?}"
+        "{statuses:?}\n{}",
+        logs(&instances)
     );
 
     // Clicks through every instance add up.
@@ -108,7 +125,12 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
             break;
         }
     }
-    assert_eq!(clicks, 40, "10 lookups above plus 30 clicks");
+    assert_eq!(
+        clicks,
+        40,
+        "10 lookups above plus 30 clicks\n{}",
+        logs(&instances)
+    );
 
     // A deleted link stops resolving on every instance (all have it cached) at once.
     let (status, key) = keys_cli(&db, &["create", "--name", "cluster"]);
@@ -131,11 +153,11 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(r.status(), 204, "{}", logs(&instances));
     let deleted = Instant::now();
     for b in &instances {
-        let url = b.url(&format!("/{victim}"));
-        wait_for_status(&client, &url, 410, Duration::from_secs(2)).await;
+        let path = format!("/{victim}");
+        wait_for_status(&client, b, &path, 410, Duration::from_secs(2)).await;
     }
     eprintln!(
         "deletion seen by all 3 instances after {:?}",
@@ -145,7 +167,7 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
     // one: every instance resolves it at once, not after the negative-cache TTL.
     for b in &instances {
         let r = client.get(b.url("/later-alias")).send().await.unwrap();
-        assert_eq!(r.status(), 404);
+        assert_eq!(r.status(), 404, "{}", logs(&instances));
     }
     let r = client
         .post(instances[2].url("/api/v1/links"))
@@ -153,10 +175,10 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "{}", logs(&instances));
     let created = Instant::now();
     for b in &instances {
-        wait_for_status(&client, &b.url("/later-alias"), 302, Duration::from_secs(1)).await;
+        wait_for_status(&client, b, "/later-alias", 302, Duration::from_secs(1)).await;
     }
     eprintln!(
         "new alias resolved by all 3 instances after {:?}",
@@ -164,7 +186,13 @@ async fn three_instances_behind_nginx_behave_as_one_service() {
     );
 
     drop(nginx);
-    for b in instances {
-        assert!(b.terminate().success());
+    for (i, mut b) in instances.into_iter().enumerate() {
+        b.sigterm();
+        let status = b.wait_exit(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "instance {i} exited with {status}; log tail:\n{}",
+            b.log_tail()
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 use shortener::link::{Destination, Link, now};
-use shortener::store::{ImportOutcome, Store, StoreError};
+use shortener::store::{self, ImportOutcome, OpenMode, PoolOptions, Store, StoreError, Totals};
 
 use crate::support::TestDb;
 
@@ -122,7 +122,7 @@ async fn story(store: impl Store) {
         ImportOutcome {
             inserted: 1,
             unchanged: 1,
-            conflicts: vec![]
+            ..ImportOutcome::default()
         }
     );
     assert_eq!(store.get("imported").await.unwrap(), Some(old.clone()));
@@ -132,6 +132,55 @@ async fn story(store: impl Store) {
     assert_eq!(again.conflicts, vec!["c".to_owned()]);
     assert_eq!(store.get("c").await.unwrap(), Some(existing));
     assert!(store.import(&[]).await.unwrap() == ImportOutcome::default());
+
+    // The same code, URL and creation time are the same link, whatever its counts: a link
+    // that kept being clicked, or was disabled, in the database it comes from catches up.
+    // Nothing goes backwards: fewer clicks or no disable change nothing.
+    let mut clicked = store.get("imported").await.unwrap().unwrap();
+    clicked.clicks = 50;
+    let mut disabled = store.get("b-2").await.unwrap().unwrap();
+    disabled.clicks = 7;
+    disabled.disabled_at = Some(now());
+    disabled.disabled_reason = Some("phishing, report 3".into());
+    let mut behind = store.get("a_1").await.unwrap().unwrap();
+    store.add_clicks(&[("a_1".into(), 9)]).await.unwrap();
+    behind.clicks = 4;
+    let outcome = store
+        .import(&[clicked.clone(), disabled.clone(), behind])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ImportOutcome {
+            updated: 2,
+            unchanged: 1,
+            ..ImportOutcome::default()
+        }
+    );
+    assert_eq!(store.get("imported").await.unwrap(), Some(clicked.clone()));
+    assert_eq!(store.get("b-2").await.unwrap(), Some(disabled.clone()));
+    assert_eq!(store.get("a_1").await.unwrap().unwrap().clicks, 9);
+    // A disabled link stays disabled, with its own time and reason, whatever comes in.
+    let mut enabled_again = disabled.clone();
+    enabled_again.disabled_at = None;
+    enabled_again.disabled_reason = None;
+    enabled_again.clicks = 8;
+    let outcome = store.import(&[enabled_again]).await.unwrap();
+    assert_eq!(outcome.updated, 1, "clicks still catch up");
+    let kept = store.get("b-2").await.unwrap().unwrap();
+    assert_eq!(
+        (kept.clicks, kept.disabled_at, kept.disabled_reason),
+        (8, disabled.disabled_at, disabled.disabled_reason)
+    );
+    // Another creation time is another link, even with the same URL: a conflict.
+    let mut recreated = clicked.clone();
+    recreated.created_at = clicked.created_at + Duration::seconds(1);
+    recreated.clicks = 99;
+    assert_eq!(
+        store.import(&[recreated]).await.unwrap().conflicts,
+        ["imported"]
+    );
+    assert_eq!(store.get("imported").await.unwrap(), Some(clicked));
     // A batch inserts what is new and reports, in order, what was taken.
     let batch = [
         link("batch1", "https://example.com/1"),
@@ -158,7 +207,42 @@ async fn story(store: impl Store) {
         .collect();
     let inserted = store.insert_batch(&many).await.unwrap();
     assert!(inserted.iter().all(|done| *done) && inserted.len() == 2500);
+    // More links to catch up than one statement takes.
+    let clicked: Vec<Link> = many
+        .iter()
+        .map(|l| Link {
+            clicks: 3,
+            ..l.clone()
+        })
+        .collect();
+    assert_eq!(store.import(&clicked).await.unwrap().updated, 2500);
+    assert_eq!(store.get("many2499").await.unwrap().unwrap().clicks, 3);
 
+    // Totals are what was stored: "Abc123" 5 clicks, "imported" 50, "a_1" 9, "b-2" 8, the
+    // 2500 links 3 each; "Abc123" and "b-2" disabled.
+    assert_eq!(
+        store.totals().await.unwrap(),
+        Totals {
+            links: store.count().await.unwrap(),
+            clicks: 5 + 50 + 9 + 8 + 2500 * 3,
+            disabled: 2,
+        }
+    );
+    store
+        .check_schema()
+        .await
+        .expect("a migrated database has the schema");
+
+    store.close().await;
+}
+
+/// A database opened read-only is neither created nor migrated: a missing SQLite file or
+/// an empty database is an error that says so, and nothing is written.
+async fn read_only_opens_change_nothing(url: &str) {
+    let reading = PoolOptions::default().opening(OpenMode::ReadOnly);
+    let store = store::connect(url, &reading).await.expect("connect");
+    let err = store.check_schema().await.unwrap_err();
+    assert!(err.to_string().contains("no shortener schema"), "{err}");
     store.close().await;
 }
 
@@ -173,4 +257,71 @@ async fn postgres_passes_the_conformance_story() {
         return;
     };
     story(db.store().await).await;
+}
+
+#[tokio::test]
+async fn postgres_passes_it_without_a_statement_cache_and_as_postgresql() {
+    // As behind PgBouncer in transaction mode (no prepared statement outlives its query),
+    // on a URL with the scheme's long spelling.
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let url = db.url.replacen("postgres://", "postgresql://", 1);
+    assert!(url.starts_with("postgresql://"), "{url}");
+    let options = PoolOptions {
+        statement_cache: false,
+        ..PoolOptions::default()
+    };
+    let store = store::connect(&url, &options).await.expect("connect");
+    assert_eq!(store.backend(), "postgres");
+    store.migrate().await.expect("migrate");
+    story(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_read_only_opens_create_and_migrate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", path.display());
+    for mode in [OpenMode::ReadOnly, OpenMode::Existing] {
+        let err = store::connect(&url, &PoolOptions::default().opening(mode))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::MissingDatabase(p) if *p == path),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&path.display().to_string()));
+    }
+    assert!(!path.exists(), "nothing created");
+    // An empty file is a database without the schema: refused, and left empty.
+    std::fs::write(&path, b"").unwrap();
+    read_only_opens_change_nothing(&url).await;
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    // Once migrated, it reads; writes are refused by SQLite itself.
+    TestDb::sqlite_at(&url).store().await.close().await;
+    let reading = PoolOptions::default().opening(OpenMode::ReadOnly);
+    let store = store::connect(&url, &reading).await.unwrap();
+    store.check_schema().await.expect("schema");
+    assert_eq!(store.count().await.unwrap(), 0);
+    assert!(
+        store
+            .insert(&link("nope", "https://example.com/"))
+            .await
+            .is_err()
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_read_only_opens_migrate_nothing() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    read_only_opens_change_nothing(&db.url).await;
+    db.store().await.close().await;
+    let reading = PoolOptions::default().opening(OpenMode::ReadOnly);
+    let store = store::connect(&db.url, &reading).await.unwrap();
+    store.check_schema().await.expect("schema");
+    store.close().await;
 }

@@ -1,5 +1,6 @@
 //! `shortener copy` SQLite to Postgres with 100,000 links: complete, verified, re-runnable,
-//! and completed by a re-run after an interruption.
+//! and completed by a re-run after an interruption; Postgres to SQLite, catching up with a
+//! source that kept serving, conflicts, a mistyped source, a source written during the copy.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -78,10 +79,8 @@ async fn copying_100k_links_to_postgres_is_complete_and_safe_to_repeat() {
     // A second run copies nothing and succeeds.
     let (out, log) = run(copy(&source.url, &target.url, "1000"));
     assert!(out.status.success(), "{log}");
-    assert!(
-        log.contains("0 links written, 100000 already present"),
-        "{log}"
-    );
+    assert!(log.contains("0 links written, 0 updated"), "{log}");
+    assert!(log.contains("100000 already up to date"), "{log}");
 
     // Every link resolves through an instance on Postgres, with its count.
     let bin = Binary::start(&target.url, &["--click-flush-interval", "1h"]);
@@ -222,4 +221,132 @@ async fn export_then_import_moves_every_link_between_backends() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("line 2501"), "{stderr}");
     assert!(all_links(&target.store().await).await == links);
+}
+
+/// `count` links with clicks, one of them disabled.
+fn sample(prefix: &str, count: usize) -> Vec<Link> {
+    (0..count)
+        .map(|i| Link {
+            code: format!("{prefix}{i:04}"),
+            url: format!("https://example.com/{prefix}/{i}"),
+            created_at: now() - Age::hours(i as i64),
+            clicks: i as i64,
+            disabled_at: (i == 3).then(now),
+            disabled_reason: (i == 3).then(|| "abuse".to_owned()),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn copying_postgres_to_sqlite_catches_up_and_reports_conflicts() {
+    let Some(source) = TestDb::postgres().await else {
+        return;
+    };
+    let source_store = source.store().await;
+    source_store.import(&sample("p", 500)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target_url = format!("sqlite://{}", dir.path().join("copy.db").display());
+    let target = TestDb::sqlite_at(&target_url);
+
+    let (out, log) = run(copy(&source.url, &target_url, "64"));
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("500 links written") && log.contains("verified"),
+        "{log}"
+    );
+    let target_store = target.store().await;
+    assert!(all_links(&target_store).await == all_links(&source_store).await);
+
+    // The source kept serving: clicks, a disable, a new link. A second run brings the target
+    // up to date and calls none of it a conflict.
+    source_store
+        .add_clicks(&[("p0001".into(), 10), ("p0499".into(), 1)])
+        .await
+        .unwrap();
+    assert!(source_store.disable("p0002", "phishing").await.unwrap());
+    source_store.import(&sample("q", 1)).await.unwrap();
+    let (out, log) = run(copy(&source.url, &target_url, "64"));
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("1 links written, 3 updated") && log.contains("497 already up to date"),
+        "{log}"
+    );
+    assert!(all_links(&target_store).await == all_links(&source_store).await);
+
+    // A different link under a code the target has: reported, never overwritten, exit 1.
+    let mut theirs = sample("clash", 1).remove(0);
+    theirs.url = "https://example.org/theirs".into();
+    target_store
+        .import(std::slice::from_ref(&theirs))
+        .await
+        .unwrap();
+    source_store.import(&sample("clash", 1)).await.unwrap();
+    let (out, log) = run(copy(&source.url, &target_url, "64"));
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("1 conflicts") && log.contains("clash0000"),
+        "{log}"
+    );
+    assert!(!log.contains("verified"), "{log}");
+    assert_eq!(target_store.get("clash0000").await.unwrap(), Some(theirs));
+}
+
+#[tokio::test]
+async fn a_mistyped_source_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("shortner.db");
+    let target = dir.path().join("target.db");
+    let (out, log) = run(copy(
+        &format!("sqlite://{}", typo.display()),
+        &format!("sqlite://{}", target.display()),
+        "100",
+    ));
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("cannot open the source database")
+            && log.contains(&format!("no SQLite database at {}", typo.display())),
+        "{log}"
+    );
+    assert!(!typo.exists() && !target.exists(), "nothing created");
+    assert!(!log.contains("verified"), "{log}");
+}
+
+#[tokio::test]
+async fn a_source_written_during_the_copy_is_not_called_verified() {
+    let source = TestDb::sqlite();
+    let source_store = source.store().await;
+    source_store.import(&sample("w", 400)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target_url = format!("sqlite://{}", dir.path().join("copy.db").display());
+
+    // The URLs from the environment this time, as with passwords in them one would.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shortener"));
+    cmd.env_clear()
+        .env("SHORTENER_COPY_FROM", &source.url)
+        .env("SHORTENER_COPY_TO", &target_url)
+        .env("SHORTENER_COPY_BATCH_SIZE", "1")
+        .arg("copy");
+    let copying = tokio::task::spawn_blocking(move || run(cmd));
+    // Clicks keep arriving while it runs (one link per transaction: it takes a while).
+    while !copying.is_finished() {
+        source_store
+            .add_clicks(&[("w0000".into(), 1)])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (out, log) = copying.await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("the source changed during the copy (clicks "),
+        "{log}"
+    );
+    assert!(!log.contains("verified"), "{log}");
+
+    // Once writes stop, a second run completes and verifies.
+    let (out, log) = run(copy(&source.url, &target_url, "100"));
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("verified"), "{log}");
+    let target_store = TestDb::sqlite_at(&target_url).store().await;
+    assert!(all_links(&target_store).await == all_links(&source_store).await);
 }

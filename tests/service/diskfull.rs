@@ -40,7 +40,9 @@ impl TinyDisk {
         if std::env::var_os("CI").is_some() {
             panic!("cannot mount a tmpfs for the disk-full test (CI runs as root): {why}");
         }
-        eprintln!("SKIPPED: cannot mount a tmpfs (run as root to test a full disk): {why}");
+        crate::support::skip(&format!(
+            "cannot mount a tmpfs (run as root to test a full disk): {why}"
+        ));
         None
     }
 
@@ -89,13 +91,13 @@ async fn a_full_disk_refuses_creates_and_keeps_redirecting() {
     let db_path: PathBuf = disk.path().join("links.db");
     let db_url = format!("sqlite://{}", db_path.display());
     let client = client();
-    let bin = Binary::start(&db_url, &["--cache-size", "0"]);
+    let mut bin = Binary::start(&db_url, &["--cache-size", "0"]);
 
     let mut stored = Vec::new();
     for i in 0..20 {
         let url = format!("https://example.com/before-full/{i}");
         let (status, body) = create(&client, &bin, &url).await;
-        assert_eq!(status, 201);
+        assert_eq!(status, 201, "{body}; log tail:\n{}", bin.log_tail());
         stored.push((body["code"].as_str().unwrap().to_owned(), url));
     }
 
@@ -123,8 +125,8 @@ async fn a_full_disk_refuses_creates_and_keeps_redirecting() {
             bin.log_tail()
         )
     });
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(status, 503, "{body}; log tail:\n{}", bin.log_tail());
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
@@ -140,7 +142,12 @@ async fn a_full_disk_refuses_creates_and_keeps_redirecting() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 302, "{code} on a full disk");
+        assert_eq!(
+            r.status(),
+            302,
+            "{code} on a full disk; log tail:\n{}",
+            bin.log_tail()
+        );
         assert_eq!(r.headers()["location"], url.as_str());
     }
     assert_eq!(
@@ -150,7 +157,9 @@ async fn a_full_disk_refuses_creates_and_keeps_redirecting() {
             .await
             .unwrap()
             .status(),
-        200
+        200,
+        "log tail:\n{}",
+        bin.log_tail()
     );
 
     // Space returns: creates work again without a restart.
@@ -170,7 +179,15 @@ async fn a_full_disk_refuses_creates_and_keeps_redirecting() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(bin.terminate().success());
+    bin.sigterm();
+    let status = bin.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "exit {status}; log tail:\n{}",
+        bin.log_tail()
+    );
+    let log = bin.log();
+    assert!(!log.contains("panicked"), "a panic in the log:\n{log}");
 
     // Nothing damaged: the file passes SQLite's own check and every link is still there.
     let mut conn = sqlx::SqliteConnection::connect(&db_url).await.unwrap();

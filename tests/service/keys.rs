@@ -103,6 +103,57 @@ async fn deleting_needs_a_valid_unrevoked_key() {
 }
 
 #[tokio::test]
+async fn deleting_through_the_api_can_give_a_reason() {
+    let app = TestApp::spawn().await;
+    let (_, key) = keys_cli(&app.db, &["create", "--name", "abuse-desk"]);
+    let (id, _) = keys::split(&key).unwrap();
+    let code = app.create("https://example.com/phish").await;
+    let delete = |code: &str, reason: &str| {
+        app.client
+            .delete(app.url(&format!("/api/v1/links/{code}")))
+            .query(&[("reason", reason)])
+            .bearer_auth(&key)
+            .send()
+    };
+
+    // Refused reasons change nothing: too long, or more than one line (it is logged).
+    for bad in ["x".repeat(501), "spam\nlink restored".to_owned()] {
+        let r = delete(&code, &bad).await.unwrap();
+        assert_eq!(r.status(), 400);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_reason");
+    }
+    assert!(
+        !app.state
+            .store
+            .get(&code)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_disabled()
+    );
+
+    let r = delete(&code, " phishing, report #12 ").await.unwrap();
+    assert_eq!(r.status(), 204);
+    let link = app.state.store.get(&code).await.unwrap().unwrap();
+    assert_eq!(
+        link.disabled_reason.unwrap(),
+        format!("phishing, report #12 (through the API, key {id})")
+    );
+    assert_eq!(app.get(&format!("/{code}")).await.status(), 410);
+
+    // An empty reason is no reason: the default note is kept.
+    let other = app.create("https://example.com/other").await;
+    assert_eq!(delete(&other, "").await.unwrap().status(), 204);
+    let link = app.state.store.get(&other).await.unwrap().unwrap();
+    assert_eq!(
+        link.disabled_reason.unwrap(),
+        format!("deleted through the API (key {id})")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_operator_can_disable_a_link_from_the_command_line() {
     let app = TestApp::spawn().await;
     let code = app.create("https://example.com/phish").await;
@@ -214,7 +265,7 @@ async fn keys_never_appear_in_logs() {
         .unwrap();
     assert_eq!(bad.status(), 401);
     let (_, secret) = keys::split(&key).unwrap();
-    let log = bin.log_tail();
+    let log = bin.log();
     assert!(
         log.contains("link deleted"),
         "the deletion is logged:\n{log}"

@@ -87,6 +87,35 @@ async fn forwarded_addresses_count_through_exactly_the_trusted_hops() {
 }
 
 #[tokio::test]
+async fn two_trusted_hops_pick_the_second_entry_from_the_right() {
+    // A CDN in front of a load balancer: the balancer's entry (right-most) is the CDN, the one
+    // left of it the client; anything further left is the client's own words.
+    let app = TestApp::spawn_on(TestDb::sqlite(), |s| s.limits = limited(2, 100, 2)).await;
+    let same_client = [
+        "6.6.6.6, 192.0.2.20, 10.0.0.1",
+        // Garbage left of the trusted entries does not knock the client back to the peer, and
+        // the port a proxy may add is no new client.
+        "not-an-address, 192.0.2.20:4711, 10.0.0.2",
+        "7.7.7.7, 192.0.2.20, 10.0.0.1",
+    ];
+    let statuses = [201, 201, 429];
+    for (xff, want) in same_client.into_iter().zip(statuses) {
+        assert_eq!(create_status(&app, Some(xff)).await.status(), want, "{xff}");
+    }
+    // Another client behind the same proxies has a budget of its own, IPv6 included.
+    for xff in ["192.0.2.21, 10.0.0.1", "[2001:db8::21]:443, 10.0.0.1"] {
+        assert_eq!(create_status(&app, Some(xff)).await.status(), 201, "{xff}");
+    }
+    // An unusable trusted entry counts against the peer (here the test client), not a
+    // made-up address: two of those, then the peer's budget is spent.
+    for want in [201, 201, 429] {
+        let r = create_status(&app, Some("192.0.2.22, garbage, 10.0.0.1")).await;
+        assert_eq!(r.status(), want);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn guessing_codes_gets_blocked_from_all_lookups() {
     let app = TestApp::spawn_on(TestDb::sqlite(), |s| s.limits = limited(100, 5, 0)).await;
     let code = app.create("https://example.com/real").await;
@@ -100,6 +129,31 @@ async fn guessing_codes_gets_blocked_from_all_lookups() {
     // Hits are refused too, so the guesser cannot tell them from misses.
     let r = app.get(&format!("/{code}")).await;
     assert_eq!(r.status(), 429);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn guessing_codes_through_the_api_is_limited_too() {
+    let app = TestApp::spawn_on(TestDb::sqlite(), |s| s.limits = limited(100, 4, 0)).await;
+    let code = app.create("https://example.com/real").await;
+    // The API and the redirect path share one budget: misses on either count.
+    for i in 0..2 {
+        assert_eq!(
+            app.get(&format!("/api/v1/links/guess{i}")).await.status(),
+            404
+        );
+        assert_eq!(app.get(&format!("/guess{i}x")).await.status(), 404);
+    }
+    // Unparsable codes are misses too.
+    let r = app.get("/api/v1/links/not%20a%20code").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Over the budget, a real code is refused too: hits look like misses.
+    let r = app.get(&format!("/api/v1/links/{code}")).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(app.get(&format!("/{code}")).await.status(), 429);
     app.stop().await;
 }
 

@@ -16,6 +16,7 @@ mod pages;
 mod process;
 mod redirect;
 mod rolling;
+mod router;
 mod soak;
 mod support;
 mod track;

@@ -1,5 +1,5 @@
 //! Postgres goes away and comes back: readiness reports it, cached redirects keep working,
-//! creates fail fast with 503, and the instance recovers by itself.
+//! creates fail fast with 503, and the instance recovers by itself, without a panic.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,12 +22,17 @@ async fn an_instance_survives_a_postgres_outage() {
             .json(&json!({ "url": target }))
             .send()
     };
-    let r = create("https://example.com/before").await.unwrap();
-    assert_eq!(r.status(), 201);
-    let code = r.json::<Value>().await.unwrap()["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let created = async |target: &str| {
+        let r = create(target).await.unwrap();
+        assert_eq!(r.status(), 201, "log tail:\n{}", bin.log_tail());
+        r.json::<Value>().await.unwrap()["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let code = created("https://example.com/before").await;
+    // Never looked up before the outage: after it, it must come from the database.
+    let uncached = created("https://example.com/uncached").await;
     // Resolve once so it is cached.
     assert_eq!(
         client
@@ -36,7 +41,9 @@ async fn an_instance_survives_a_postgres_outage() {
             .await
             .unwrap()
             .status(),
-        302
+        302,
+        "log tail:\n{}",
+        bin.log_tail()
     );
 
     // Steady redirect load on the cached link for the whole outage (bounded in count and time).
@@ -60,7 +67,7 @@ async fn an_instance_survives_a_postgres_outage() {
     };
     pg.stop();
     let stopped_at = Instant::now();
-    let took = wait_for_status(&client, &bin.url("/readyz"), 503, Duration::from_secs(2)).await;
+    let took = wait_for_status(&client, &bin, "/readyz", 503, Duration::from_secs(2)).await;
     eprintln!("readiness turned 503 {took:?} after the stop");
 
     let r = client
@@ -68,13 +75,18 @@ async fn an_instance_survives_a_postgres_outage() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 302, "cached redirects keep working");
+    assert_eq!(
+        r.status(),
+        302,
+        "cached redirects keep working; log tail:\n{}",
+        bin.log_tail()
+    );
 
     let started = Instant::now();
     let r = create("https://example.com/during").await.unwrap();
-    assert_eq!(r.status(), 503);
+    assert_eq!(r.status(), 503, "log tail:\n{}", bin.log_tail());
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
@@ -83,22 +95,29 @@ async fn an_instance_survives_a_postgres_outage() {
     );
     assert!(
         started.elapsed() < Duration::from_secs(5),
-        "creates fail fast: {:?}",
-        started.elapsed()
+        "creates fail fast: {:?}; log tail:\n{}",
+        started.elapsed(),
+        bin.log_tail()
     );
     let r = client.get(bin.url("/uncached1")).send().await.unwrap();
     assert_eq!(
         r.status(),
         503,
-        "an uncached lookup cannot say 404 while the database is away"
+        "an uncached lookup cannot say 404 while the database is away; log tail:\n{}",
+        bin.log_tail()
     );
 
     // Ten seconds of outage in all, creates still failing fast all along.
     while stopped_at.elapsed() < Duration::from_secs(10) {
         let started = Instant::now();
         let r = create("https://example.com/during").await.unwrap();
-        assert_eq!(r.status(), 503);
-        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(r.status(), 503, "log tail:\n{}", bin.log_tail());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a create took {:?}; log tail:\n{}",
+            started.elapsed(),
+            bin.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(
@@ -108,7 +127,9 @@ async fn an_instance_survives_a_postgres_outage() {
             .await
             .unwrap()
             .status(),
-        503
+        503,
+        "log tail:\n{}",
+        bin.log_tail()
     );
 
     stop.store(true, Ordering::Relaxed);
@@ -120,9 +141,19 @@ async fn an_instance_survives_a_postgres_outage() {
         bin.log_tail()
     );
     pg.resume();
-    let took = wait_for_status(&client, &bin.url("/readyz"), 200, Duration::from_secs(2)).await;
+    let took = wait_for_status(&client, &bin, "/readyz", 200, Duration::from_secs(2)).await;
     eprintln!("ready again {took:?} after Postgres came back");
     let r = create("https://example.com/after").await.unwrap();
-    assert_eq!(r.status(), 201, "log:\n{}", bin.log_tail());
+    assert_eq!(r.status(), 201, "log tail:\n{}", bin.log_tail());
+    // A link it never cached is read from the database again.
+    let r = client
+        .get(bin.url(&format!("/{uncached}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "log tail:\n{}", bin.log_tail());
+    assert_eq!(r.headers()["location"], "https://example.com/uncached");
+    let log = bin.log();
+    assert!(!log.contains("panicked"), "a panic in the log:\n{log}");
     assert!(bin.terminate().success());
 }

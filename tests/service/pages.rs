@@ -112,3 +112,83 @@ async fn bad_input_returns_the_form_with_the_error_and_the_input_kept() {
     );
     app.stop().await;
 }
+
+/// Asserts the headers every page must send against framing, sniffing, leaking and script
+/// injection.
+fn assert_page_headers(r: &reqwest::Response, page: &str) {
+    let h = r.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(
+            csp.contains(directive),
+            "{page}: {directive} missing in {csp}"
+        );
+    }
+    assert!(!csp.contains("unsafe-inline"), "{page}: {csp}");
+    assert_eq!(h["referrer-policy"], "no-referrer", "{page}");
+    assert_eq!(h["x-frame-options"], "DENY", "{page}");
+    assert_eq!(h["x-content-type-options"], "nosniff", "{page}");
+}
+
+#[tokio::test]
+async fn home_result_and_preview_pages_send_the_security_headers() {
+    let app = TestApp::spawn().await;
+    let home = app.get("/").await;
+    assert_eq!(home.status(), 200);
+    assert_page_headers(&home, "home");
+    let result = app
+        .client
+        .post(app.url("/"))
+        .form(&[("url", "https://example.com/headers"), ("slug", "headers")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(result.status(), 201);
+    assert_page_headers(&result, "result");
+    let preview = app.get("/headers+").await;
+    assert_eq!(preview.status(), 200);
+    assert_page_headers(&preview, "preview");
+    let error = app.get("/no-such-link").await;
+    assert_page_headers(&error, "404");
+    // No inline script anywhere, so the policy needs no hash or nonce.
+    for html in [home.text().await.unwrap(), preview.text().await.unwrap()] {
+        assert!(
+            !html.contains("<script>") && !html.contains("onclick="),
+            "{html}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_over_long_url_through_the_form_is_refused_next_to_the_field() {
+    let app = TestApp::spawn().await;
+    let long = format!("https://example.com/{}", "a".repeat(2100));
+    let (status, html) = post_form(&app, &[("url", &long), ("slug", "")]).await;
+    assert_eq!(status, 422);
+    assert!(
+        html.contains(r#"id="url-error""#),
+        "error next to the field"
+    );
+    assert!(
+        html.contains("the URL is too long: at most 2048 characters"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"value="{long}""#)),
+        "the input is kept"
+    );
+    // Just at the limit it works.
+    let fits = format!("https://example.com/{}", "a".repeat(2048 - 20));
+    assert_eq!(fits.len(), 2048);
+    let (status, _) = post_form(&app, &[("url", &fits), ("slug", "")]).await;
+    assert_eq!(status, 201);
+    app.stop().await;
+}

@@ -275,3 +275,100 @@ async fn the_blocklist_refuses_destinations_and_reloads_on_sighup() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the blocklist"));
 }
+
+#[tokio::test]
+async fn sqlite_on_a_public_address_warns_and_loopback_does_not() {
+    let db = TestDb::sqlite();
+    let public = Binary::start_listening(&db.url, "0.0.0.0:0", &[]);
+    let log = public.log();
+    assert!(
+        log.contains("serving on a public address with SQLite") && log.contains("Postgres"),
+        "{log}"
+    );
+    assert!(public.terminate().success());
+    let private = Binary::start(&db.url, &[]);
+    assert!(!private.log().contains("public address"));
+    assert!(private.terminate().success());
+}
+
+#[tokio::test]
+async fn postgres_serves_without_a_statement_cache_on_a_postgresql_url() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    // As behind PgBouncer in transaction mode, with the scheme's long spelling.
+    let url = db.url.replacen("postgres://", "postgresql://", 1);
+    let client = client();
+    let bin = Binary::start(&url, &["--db-statement-cache", "false"]);
+    assert!(
+        bin.log().contains(r#""backend":"postgres""#),
+        "{}",
+        bin.log()
+    );
+    let code = create(&client, &bin, "https://example.com/pooled").await;
+    for _ in 0..3 {
+        let r = client
+            .get(bin.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "log tail:\n{}", bin.log_tail());
+    }
+    let shown = get_json(&client, &bin.url(&format!("/api/v1/links/{code}"))).await;
+    assert_eq!(shown["url"], "https://example.com/pooled");
+    assert_eq!(
+        client
+            .get(bin.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(bin.terminate().success());
+}
+
+#[tokio::test]
+async fn operator_commands_refuse_a_missing_sqlite_file() {
+    // The default database is `shortener.db` in the current directory: run from the wrong one.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shortener.db");
+    let exe = env!("CARGO_BIN_EXE_shortener");
+    let run = |args: &[&str]| {
+        Command::new(exe)
+            .env_clear()
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["keys", "create", "--name", "ci"][..],
+        &["keys", "list"],
+        &["links", "disable", "abc1234", "--reason", "spam"],
+        &["export"],
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("no SQLite database at {}", file.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} printed something: no key, no links"
+        );
+        assert!(!file.exists(), "{args:?} created the database");
+    }
+    // `migrate` creates it; then the same commands work and say which database they used.
+    assert!(run(&["migrate"]).status.success());
+    let out = run(&["keys", "create", "--name", "ci"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("database: SQLite file {}", file.display())),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("shk_"));
+}

@@ -37,24 +37,22 @@ async fn a_rolling_restart_loses_no_request() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     for (i, &addr) in addrs.iter().enumerate() {
-        let bin = instances[i].take().expect("running");
+        let mut bin = instances[i].take().expect("running");
         bin.sigterm();
         // Draining: not ready, but still answering what reaches it.
-        wait_for_status(
-            &client,
-            &bin.url("/readyz"),
-            503,
-            Duration::from_millis(800),
-        )
-        .await;
+        wait_for_status(&client, &bin, "/readyz", 503, Duration::from_millis(800)).await;
         let r = client
             .get(bin.url(&format!("/{}", codes[0])))
             .send()
             .await
             .expect("a draining instance still serves");
-        assert_eq!(r.status(), 302);
+        assert_eq!(r.status(), 302, "log tail:\n{}", bin.log_tail());
         let status = bin.wait_exit(Duration::from_secs(10));
-        assert!(status.success(), "instance {i} exited with {status}");
+        assert!(
+            status.success(),
+            "instance {i} exited with {status}; log tail:\n{}",
+            bin.log_tail()
+        );
         // Traffic meanwhile goes to the other instance alone.
         tokio::time::sleep(Duration::from_millis(500)).await;
         instances[i] = Some(Binary::start_at(&db.url, addr, DRAIN));
@@ -73,14 +71,15 @@ async fn a_rolling_restart_loses_no_request() {
     );
     assert!(
         report.redirects > 100 && report.created.len() > 10,
-        "{}",
-        report.describe()
+        "{}\ninstance logs:\n{}",
+        report.describe(),
+        logs.join("\n---\n")
     );
     // Every acknowledged create is there, whichever instance took it.
     for (code, url) in report.created.iter().step_by(10) {
         let body =
             crate::support::get_json(&client, &nginx.url(&format!("/api/v1/links/{code}"))).await;
-        assert_eq!(body["url"], url.as_str());
+        assert_eq!(body["url"], url.as_str(), "{code}: {body}");
     }
     for bin in instances.into_iter().flatten() {
         assert!(bin.terminate().success());

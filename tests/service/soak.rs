@@ -53,7 +53,9 @@ fn promtool_check(text: &str) {
     let mut child = match child {
         Ok(child) => child,
         Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED promtool check: {e} (install Debian's prometheus package)");
+            crate::support::skip(&format!(
+                "promtool check: {e} (install Debian's prometheus package)"
+            ));
             return;
         }
         Err(e) => panic!("promtool not found ({e}); scripts/test.sh installs it"),

@@ -2,10 +2,10 @@
 //! named by `SHORTENER_TEST_POSTGRES_URL`), an in-process service on a free port, and the real
 //! binary.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use shortener::app::{AppState, Settings};
@@ -18,6 +18,12 @@ use tokio::task::JoinHandle;
 
 /// Env var naming a Postgres server on which tests may create databases.
 pub const POSTGRES_ENV: &str = "SHORTENER_TEST_POSTGRES_URL";
+
+/// Says why a test does not run, where the person running `cargo test` sees it: straight to
+/// the process's stderr, since the harness keeps `eprintln!` of a passing test to itself.
+pub fn skip(reason: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+}
 
 /// A database for one test; the SQLite file lives as long as this value.
 pub struct TestDb {
@@ -36,6 +42,14 @@ impl TestDb {
         }
     }
 
+    /// A SQLite database at `url`, owned by the caller (nothing to clean up here).
+    pub fn sqlite_at(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            _dir: None,
+        }
+    }
+
     /// A fresh database on the test Postgres server. Outside CI, `None` (with a printed
     /// reason) when no server is configured; in CI a missing server fails the test.
     pub async fn postgres() -> Option<Self> {
@@ -45,9 +59,9 @@ impl TestDb {
                     "{POSTGRES_ENV} is not set: CI must run the Postgres tests (scripts/test.sh starts a server)"
                 );
             }
-            eprintln!(
-                "SKIPPED: {POSTGRES_ENV} is not set; run scripts/test.sh to test Postgres too"
-            );
+            skip(&format!(
+                "{POSTGRES_ENV} is not set; run scripts/test.sh to test Postgres too"
+            ));
             return None;
         };
         let name = format!(
@@ -171,8 +185,14 @@ impl TestApp {
 pub struct Binary {
     pub child: Child,
     pub addr: SocketAddr,
-    pub log: mpsc::Receiver<String>,
+    /// Lines of its log (stderr) as they arrive.
+    log: mpsc::Receiver<String>,
+    /// Every line read from `log` so far, start-up included.
+    lines: Mutex<Vec<String>>,
 }
+
+/// Lines of a log shown in a failure message.
+const LOG_TAIL_LINES: usize = 60;
 
 impl Binary {
     /// Starts `shortener serve` on `database_url` and waits until it listens.
@@ -189,6 +209,11 @@ impl Binary {
     /// expects it).
     pub fn start_at(database_url: &str, listen: SocketAddr, extra: &[&str]) -> Self {
         Self::launch(database_url, &listen.to_string(), extra, "info")
+    }
+
+    /// Like [`Binary::start`], listening on `listen` (`0.0.0.0:0`, say).
+    pub fn start_listening(database_url: &str, listen: &str, extra: &[&str]) -> Self {
+        Self::launch(database_url, listen, extra, "info")
     }
 
     fn launch(database_url: &str, listen: &str, extra: &[&str], filter: &str) -> Self {
@@ -223,21 +248,28 @@ impl Binary {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
+            lines: Mutex::default(),
         };
-        let mut seen = Vec::new();
         loop {
             let Ok(line) = bin.log.recv_timeout(Duration::from_secs(20)) else {
                 panic!(
                     "the binary did not become ready; its log:\n{}",
-                    seen.join("\n")
+                    bin.log_tail()
                 );
             };
-            if line.contains("shortener ready") {
-                let v: serde_json::Value = serde_json::from_str(&line).expect("json log");
-                bin.addr = v["listen"].as_str().expect("listen").parse().expect("addr");
+            let ready = line
+                .contains("shortener ready")
+                .then(|| serde_json::from_str::<serde_json::Value>(&line).expect("json log"));
+            bin.lines.lock().unwrap().push(line);
+            if let Some(v) = ready {
+                let listen = v["listen"].as_str().expect("listen");
+                let mut addr: SocketAddr = listen.parse().expect("addr");
+                if addr.ip().is_unspecified() {
+                    addr.set_ip([127, 0, 0, 1].into());
+                }
+                bin.addr = addr;
                 return bin;
             }
-            seen.push(line);
         }
     }
 
@@ -246,9 +278,19 @@ impl Binary {
         format!("http://{}{path}", self.addr)
     }
 
-    /// What the binary logged since the last call (for failure messages).
+    /// Everything the binary logged so far, start-up included.
+    pub fn log(&self) -> String {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.extend(self.log.try_iter());
+        lines.join("\n")
+    }
+
+    /// The last lines the binary logged, for failure messages.
     pub fn log_tail(&self) -> String {
-        self.log.try_iter().collect::<Vec<_>>().join("\n")
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.extend(self.log.try_iter());
+        let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+        lines[from..].join("\n")
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -268,7 +310,7 @@ impl Binary {
     }
 
     /// Waits for the process to exit by itself, at most `within`.
-    pub fn wait_exit(mut self, within: Duration) -> std::process::ExitStatus {
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let started = std::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -305,7 +347,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// nginx balancing round-robin over `backends`, run from a temp dir (no system config).
+/// nginx balancing round-robin over `backends`, run from a temp dir (no system config), set
+/// up as the README's "Behind a load balancer" says: a request that fails to reach an
+/// instance is retried on another, creates included, but never one the instance answered (no
+/// `http_503`: a create answered 503 may still be written); idle upstream connections are
+/// closed before the service's idle limit (`--header-read-timeout`).
 pub struct Nginx {
     child: Child,
     pub addr: SocketAddr,
@@ -327,10 +373,10 @@ impl Nginx {
              error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             upstream app {{\n{servers} keepalive 16;\n }}\n\
+             upstream app {{\n{servers} keepalive 16;\n keepalive_timeout 5s;\n }}\n\
              server {{\n  listen 127.0.0.1:{port};\n  location / {{\n   proxy_pass http://app;\n\
              proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n\
-             proxy_next_upstream error timeout http_502 http_503 non_idempotent;\n\
+             proxy_next_upstream error timeout non_idempotent;\n\
              proxy_connect_timeout 1s;\n  }}\n }}\n}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("write conf");
@@ -400,7 +446,7 @@ impl OwnPostgres {
             if std::env::var_os("CI").is_some() {
                 panic!("initdb not found: CI must run the Postgres outage tests");
             }
-            eprintln!("SKIPPED: initdb not found; install the PostgreSQL server to run this test");
+            skip("initdb not found; install the PostgreSQL server to run this test");
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
@@ -452,22 +498,33 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value 
     response.json().await.expect("a JSON body")
 }
 
-/// Polls `GET url` until it answers `status`; fails after `within`. Returns how long it took.
+/// Polls `GET path` on `bin` until it answers `status`; fails after `within`, showing the
+/// last answer and the instance's log tail. Returns how long it took.
 pub async fn wait_for_status(
     client: &reqwest::Client,
-    url: &str,
+    bin: &Binary,
+    path: &str,
     status: u16,
     within: Duration,
 ) -> Duration {
+    let url = bin.url(path);
     let started = std::time::Instant::now();
     loop {
-        let seen = client.get(url).send().await.expect("request").status();
-        if seen == status {
+        let seen = match client.get(&url).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                format!("{status} {}", body.chars().take(200).collect::<String>())
+            }
+            Err(e) => format!("no answer ({e})"),
+        };
+        if seen.starts_with(&format!("{status} ")) {
             return started.elapsed();
         }
         assert!(
             started.elapsed() < within,
-            "{url} still answers {seen}, not {status}, after {within:?}"
+            "{url} still answers {seen:?}, not {status}, after {within:?}; log tail:\n{}",
+            bin.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
