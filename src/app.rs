@@ -168,7 +168,9 @@ pub struct Shared {
     /// Writes new links, many per transaction.
     writer: CreateWriter,
     policy: UrlPolicy,
-    shutting_down: AtomicBool,
+    /// Set once shutdown begins; shared with the request layer, which then closes each
+    /// connection after its response.
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl Deref for AppState {
@@ -200,7 +202,7 @@ impl AppState {
             policy: settings.url_policy(),
             store,
             settings,
-            shutting_down: AtomicBool::new(false),
+            shutting_down: Arc::new(AtomicBool::new(false)),
         }))
     }
 
@@ -275,6 +277,6 @@ pub type App = Track<Router>;
 
 /// The public service: the routes, in the request layer ([`crate::track`]).
 pub fn router(state: AppState) -> App {
-    let track = TrackLayer::new(state.settings.request_timeout);
+    let track = TrackLayer::new(state.settings.request_timeout, state.shutting_down.clone());
     track.layer(routes::routes(state.settings.body_limit).with_state(state))
 }

@@ -78,7 +78,9 @@ pub async fn run_flusher(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
+    // A zero period would panic in `interval`; the command line refuses it, library callers
+    // get the smallest sensible one.
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

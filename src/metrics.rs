@@ -77,6 +77,10 @@ fn describe() {
         "Clicks written to the database"
     );
     metrics::describe_counter!(
+        "shortener_rate_limited_total",
+        "Requests refused with 429, by limit (create, not_found)"
+    );
+    metrics::describe_counter!(
         "shortener_click_flush_failures_total",
         "Click batches that failed to write (kept and retried)"
     );

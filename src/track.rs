@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,9 @@ pub struct TrackLayer(Arc<Shared>);
 
 struct Shared {
     timeout: Duration,
+    /// True once the instance is stopping: answers then ask clients to reconnect (to another
+    /// instance, through the balancer) rather than reuse a connection about to close.
+    draining: Arc<AtomicBool>,
     /// A random per-process prefix of generated request ids.
     prefix: u32,
     /// The counter of generated request ids.
@@ -44,14 +47,16 @@ struct Shared {
 }
 
 impl TrackLayer {
-    /// Requests taking longer than `timeout` are answered 503.
-    pub fn new(timeout: Duration) -> Self {
+    /// Requests taking longer than `timeout` are answered 503; once `draining` is set, every
+    /// answer carries `Connection: close`.
+    pub fn new(timeout: Duration, draining: Arc<AtomicBool>) -> Self {
         use std::hash::BuildHasher;
         // Different on every start and every instance, from the OS's randomness; unlike a
         // UUID per request, a counter costs no system call on the redirect path.
         let prefix = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
         Self(Arc::new(Shared {
             timeout,
+            draining,
             prefix: prefix as u32,
             next_id: AtomicU64::new(0),
         }))
@@ -103,6 +108,7 @@ where
         );
         TrackFuture {
             inner: tokio::time::timeout(self.shared.timeout, self.inner.call(request)),
+            close: self.shared.draining.load(Ordering::Relaxed),
             span,
             started: Instant::now(),
             route,
@@ -149,6 +155,8 @@ pin_project! {
         #[pin]
         inner: tokio::time::Timeout<F>,
         span: Span,
+        // The instance was stopping when the request arrived.
+        close: bool,
         started: Instant,
         route: RouteLabel,
         method: MethodLabel,
@@ -190,6 +198,11 @@ where
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
+        if *this.close {
+            // hyper closes the connection after this answer; a balancer's next request goes
+            // on a fresh connection, to an instance that is not stopping.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         Poll::Ready(Ok(response))
     }
 }
@@ -209,7 +222,7 @@ mod tests {
 
     #[test]
     fn generated_ids_are_prefix_and_counter_in_hex() {
-        let track = TrackLayer::new(Duration::from_secs(1)).layer(());
+        let track = TrackLayer::new(Duration::from_secs(1), Arc::default()).layer(());
         let prefix = format!("{:08x}", track.shared.prefix);
         assert_eq!(track.new_request_id(), format!("{prefix}-0").as_str());
         for _ in 0..0x1a {

@@ -175,12 +175,17 @@ async fn shutdown_flushes_pending_clicks_and_readiness_drains() {
     .await;
     let code = app.create("https://example.com/x").await;
     for _ in 0..3 {
-        app.get(&format!("/{code}")).await;
+        let r = app.get(&format!("/{code}")).await;
+        assert!(r.headers().get("connection").is_none());
     }
     app.state.begin_shutdown();
     let r = app.get("/readyz").await;
     assert_eq!(r.status(), 503);
-    assert_eq!(app.get("/healthz").await.status(), 200);
+    // Still served while draining, but every answer closes its connection, so a balancer's
+    // next request goes elsewhere instead of onto a connection about to close.
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["connection"], "close");
     let db = app.stop().await;
     let store = db.store().await;
     assert_eq!(store.get(&code).await.unwrap().unwrap().clicks, 3);
