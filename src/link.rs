@@ -77,15 +77,24 @@ fn is_reserved(s: &str) -> bool {
 }
 
 fn is_code_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+    c.is_ascii() && is_code_byte(c as u8)
+}
+
+fn is_code_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
 impl ShortCode {
     /// Parses a code taken from a request path. `None` for anything that can never have been
     /// stored, so such a lookup is answered without touching the database.
     pub fn parse(s: &str) -> Option<Self> {
-        (!s.is_empty() && s.len() <= CODE_MAX_LEN && s.chars().all(is_code_char))
-            .then(|| Self(s.to_owned()))
+        Self::parse_borrowed(s).map(|s| Self(s.to_owned()))
+    }
+
+    /// [`ShortCode::parse`] without the copy, for a lookup that only needs the text (the
+    /// redirect path, where the allocation is measurable).
+    pub fn parse_borrowed(s: &str) -> Option<&str> {
+        (!s.is_empty() && s.len() <= CODE_MAX_LEN && s.bytes().all(is_code_byte)).then_some(s)
     }
 
     /// Parses a custom alias chosen by a user: stricter than [`ShortCode::parse`].

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::Extensions;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName};
 use governor::clock::{Clock, DefaultClock};
@@ -187,15 +188,21 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
+        Ok(Self::of(&parts.extensions, &parts.headers, state))
+    }
+}
+
+impl ClientIp {
+    /// The client address of a request with these extensions and headers.
+    pub fn of(extensions: &Extensions, headers: &HeaderMap, state: &AppState) -> Self {
+        let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        Ok(Self(client_ip(
+        Self(client_ip(
             peer,
-            &parts.headers,
+            headers,
             state.settings.limits.trusted_proxies,
-        )))
+        ))
     }
 }
 

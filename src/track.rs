@@ -107,7 +107,9 @@ where
             request_id = ?request_id
         );
         TrackFuture {
-            inner: tokio::time::timeout(self.shared.timeout, self.inner.call(request)),
+            inner: self.inner.call(request),
+            timeout: self.shared.timeout,
+            timer: None,
             close: self.shared.draining.load(Ordering::Relaxed),
             span,
             started: Instant::now(),
@@ -153,7 +155,12 @@ pin_project! {
     /// The response future of [`Track`].
     pub struct TrackFuture<F> {
         #[pin]
-        inner: tokio::time::Timeout<F>,
+        inner: F,
+        timeout: Duration,
+        // Made only once the request first has to wait: most redirects never do, and a
+        // timer costs (a clock read, a runtime lookup, a registration) on every request it
+        // is made for.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
         span: Span,
         // The instance was stopping when the request arrived.
         close: bool,
@@ -173,10 +180,17 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        let mut response = match ready!(this.inner.poll(cx)) {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Poll::Ready(Err(e)),
-            Err(_elapsed) => timed_out(this.route.as_str()),
+        let mut response = match this.inner.poll(cx) {
+            Poll::Ready(Ok(response)) => response,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::from_std(*this.started + *this.timeout);
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                ready!(timer.as_mut().poll(cx));
+                timed_out(this.route.as_str())
+            }
         };
         let status = response.status();
         let elapsed = this.started.elapsed();

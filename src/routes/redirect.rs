@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
@@ -20,26 +20,28 @@ const X_ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
 
 /// Redirects to the link's target; 404 page for unknown codes, 410 for disabled links.
 /// Only `GET` counts as a click: `HEAD` comes from link checkers, not people.
+///
+/// It takes the request whole rather than through extractors: each extractor is a clone and
+/// a future of its own, measurable on this path.
 pub async fn follow(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    method: Method,
-    uri: Uri,
+    request: Request,
 ) -> Result<Response, PageError> {
+    let ClientIp(ip) = ClientIp::of(request.extensions(), request.headers(), &state);
     state.limits.check_lookup(ip)?;
-    let Some(raw) = code_segment(&uri) else {
+    let Some(raw) = code_segment(request.uri()) else {
         return Err(not_found(&state, ip));
     };
     if let Some(code) = raw.strip_suffix('+').and_then(ShortCode::parse) {
         return preview(&state, ip, &code).await;
     }
-    let Some(code) = ShortCode::parse(&raw) else {
+    let Some(code) = ShortCode::parse_borrowed(&raw) else {
         return Err(not_found(&state, ip));
     };
-    match state.resolve(code.as_str()).await? {
+    match state.resolve(code).await? {
         Some(Target::Redirect(location)) => {
-            if method == Method::GET {
-                state.clicks.record(code.as_str());
+            if request.method() == Method::GET {
+                state.clicks.record(code);
             }
             crate::metrics::hot().redirect_found.increment(1);
             let status = state.settings.redirect_status;
