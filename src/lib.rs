@@ -188,7 +188,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), RunError> {
     let db = &args.database;
     let store = open_store(
         &db.database_url,
-        &db.pool.pool_options(),
+        &db.pool.pool_options().for_service(),
         db.pool.db_connect_timeout,
     )
     .await?;
@@ -341,6 +341,24 @@ pub async fn serve(
         AnyStore::Sqlite(_) => None,
     };
 
+    // With SQLite, the WAL is copied into the database file here rather than by commits.
+    let checkpointer = match &state.store {
+        AnyStore::Sqlite(lite) if lite.needs_checkpoints() => {
+            let (lite, stop) = (lite.clone(), stop_background.clone());
+            Some(tokio::spawn(async move {
+                while tokio::time::timeout(Duration::from_secs(1), stop.cancelled())
+                    .await
+                    .is_err()
+                {
+                    if let Err(e) = lite.checkpoint().await {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                    }
+                }
+            }))
+        }
+        _ => None,
+    };
+
     let shrinker = {
         let (state, stop) = (state.clone(), stop_background.clone());
         tokio::spawn(async move {
@@ -384,6 +402,9 @@ pub async fn serve(
         tracing::error!(error = %e, "click flusher failed");
     }
     let _ = shrinker.await;
+    if let Some(checkpointer) = checkpointer {
+        let _ = checkpointer.await;
+    }
     if let Some(follower) = follower {
         let _ = follower.await;
     }

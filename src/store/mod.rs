@@ -167,6 +167,9 @@ pub struct PoolOptions {
     pub statement_cache: bool,
     /// SQLite only: page cache of each connection, in KiB.
     pub sqlite_page_cache_kib: u32,
+    /// SQLite only: checkpoints are left to [`SqliteStore::checkpoint`], called by the
+    /// service in the background, instead of being run by the commit that fills the WAL.
+    pub sqlite_background_checkpoints: bool,
 }
 
 impl PoolOptions {
@@ -175,6 +178,12 @@ impl PoolOptions {
     /// The service keeps SQLite's 2 MiB per connection, so its memory stays flat.
     pub fn for_bulk(mut self) -> Self {
         self.sqlite_page_cache_kib = 64 * 1024;
+        self
+    }
+
+    /// The same options for the service, which checkpoints SQLite's WAL in the background.
+    pub fn for_service(mut self) -> Self {
+        self.sqlite_background_checkpoints = true;
         self
     }
 
@@ -193,6 +202,7 @@ impl Default for PoolOptions {
             acquire_timeout: Duration::from_secs(3),
             statement_cache: true,
             sqlite_page_cache_kib: 2000,
+            sqlite_background_checkpoints: false,
         }
     }
 }

@@ -6,9 +6,17 @@
 //! - `synchronous=FULL`: a create is acknowledged only once it is on disk, so it survives a
 //!   crash of the process *and* of the machine. Clicks are flushed in batches, so the cost is
 //!   paid once per batch, not per click.
-//! - `busy_timeout=5s`: concurrent writers (the flusher, creates) queue instead of failing.
-//! - `cache_size`: SQLite's 2 MiB per connection for the service (lookups are one index
-//!   probe, and the OS caches the file), 64 MiB for bulk imports and copies
+//! - one connection for every write, apart from the readers: SQLite has one writer at a time
+//!   anyway, and in WAL mode a connection's page cache is discarded whenever another
+//!   connection has changed the file, so writes spread over a pool would each start from a
+//!   cold cache and read their B-tree pages again (this doubled the cost of a create).
+//! - checkpoints in the background for the service ([`SqliteStore::checkpoint`]), the WAL
+//!   kept to 64 MiB on disk once checkpointed (`journal_size_limit`).
+//! - `busy_timeout=5s`: writers of other processes (an import, a `links disable`) queue
+//!   instead of failing.
+//! - `cache_size`: SQLite's 2 MiB per reading connection for the service (lookups are one
+//!   index probe, and the OS caches the file), 32 MiB for the writing one (inserts of random
+//!   codes touch index pages all over the file), 64 MiB for bulk imports and copies
 //!   ([`PoolOptions::for_bulk`]).
 //! - no `mmap_size`: mapped pages would count as the service's resident memory, and reads
 //!   already come from the OS page cache.
@@ -32,8 +40,16 @@ use crate::link::{Destination, Link, now};
 /// Links in a SQLite database file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// Reads, and background checkpoints.
     pool: SqlitePool,
+    /// Writes: one connection (see the module documentation).
+    writer: SqlitePool,
+    /// Whether [`SqliteStore::checkpoint`] must be called (the writer does not checkpoint).
+    background_checkpoints: bool,
 }
+
+/// Page cache of the writing connection, in KiB.
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
 
 const COLUMNS: &str = "code, url, created_at, clicks, disabled_at, disabled_reason";
 
@@ -51,6 +67,7 @@ impl SqliteStore {
             .read_only(read_only)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
+            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
             .pragma("cache_size", format!("-{}", options.sqlite_page_cache_kib));
         if !read_only {
             // Setting the journal mode writes to the file; a reader takes the file as it is.
@@ -63,12 +80,47 @@ impl SqliteStore {
                 return Err(StoreError::MissingDatabase(path));
             }
         }
+        let writer_cache = options.sqlite_page_cache_kib.max(WRITER_CACHE_KIB);
+        let mut writer_options = connect
+            .clone()
+            .pragma("cache_size", format!("-{writer_cache}"));
+        let background_checkpoints = options.sqlite_background_checkpoints && !read_only;
+        if background_checkpoints {
+            writer_options = writer_options.pragma("wal_autocheckpoint", "0");
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(writer_options)
+            .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer,
+            background_checkpoints,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// True when the writer leaves checkpoints to [`SqliteStore::checkpoint`].
+    pub fn needs_checkpoints(&self) -> bool {
+        self.background_checkpoints
+    }
+
+    /// Copies what the WAL holds into the database file, as far as readers allow, from a
+    /// reading connection (`PASSIVE`: it waits for nobody). Run in the background about once
+    /// a second, it keeps the copying off the commits of creates (which would otherwise stall
+    /// on it every thousand pages) and copies a page changed many times only once.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 
@@ -86,7 +138,7 @@ pub(super) fn file_of(url: &str) -> Option<PathBuf> {
 
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        MIGRATOR.run(&self.writer).await?;
         Ok(())
     }
 
@@ -109,8 +161,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert(&self, link: &Link) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        match insert_skipping(&mut conn, std::slice::from_ref(link)).await?[..] {
+        let mut conn = self.writer.acquire().await?;
+        match insert_new(&mut conn, std::slice::from_ref(link)).await?[..] {
             [true] => Ok(()),
             _ => Err(StoreError::Conflict),
         }
@@ -150,7 +202,7 @@ impl Store for SqliteStore {
              FROM json_each(?) AS counts WHERE links.code = counts.value ->> 0",
         )
         .bind(counts)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -163,7 +215,7 @@ impl Store for SqliteStore {
         .bind(now())
         .bind(reason)
         .bind(code)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -180,14 +232,14 @@ impl Store for SqliteStore {
     }
 
     async fn insert_batch(&self, links: &[Link]) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = insert_skipping(&mut tx, links).await?;
+        let mut tx = self.writer.begin().await?;
+        let inserted = insert_new(&mut tx, links).await?;
         tx.commit().await?;
         Ok(inserted)
     }
 
     async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let inserted = insert_skipping(&mut tx, links).await?;
         let skipped = skipped(links, &inserted);
         let existing = if skipped.is_empty() {
@@ -218,7 +270,7 @@ impl Store for SqliteStore {
         .bind(&key.secret_hash)
         .bind(key.created_at)
         .bind(key.revoked_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -248,7 +300,7 @@ impl Store for SqliteStore {
             sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(now())
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -275,6 +327,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
@@ -295,22 +348,64 @@ async fn insert_skipping(
 ) -> Result<Vec<bool>, StoreError> {
     let mut inserted = HashSet::with_capacity(links.len());
     for chunk in links.chunks(ROWS_PER_INSERT) {
-        let mut query = QueryBuilder::new(
-            "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) ",
-        );
-        query.push_values(chunk, |mut row, link| {
-            row.push_bind(&link.code)
-                .push_bind(&link.url)
-                .push_bind(link.created_at)
-                .push_bind(link.clicks)
-                .push_bind(link.disabled_at)
-                .push_bind(&link.disabled_reason);
-        });
+        let mut query = insert_values(chunk);
         query.push(" ON CONFLICT (code) DO NOTHING RETURNING code");
         let codes: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
         inserted.extend(codes);
     }
     Ok(links.iter().map(|l| inserted.remove(&l.code)).collect())
+}
+
+/// Inserts new links within `tx` (the creates of one commit), like [`insert_skipping`]
+/// but tuned for codes that are almost never taken (random ones, and mostly fresh aliases):
+/// each chunk goes in as one plain statement, and only a chunk that meets a taken code is
+/// retried link by link. SQLite answers `RETURNING` through a temporary table opened and
+/// closed per statement, which made up a tenth of a create's cost.
+async fn insert_new(tx: &mut SqliteConnection, links: &[Link]) -> Result<Vec<bool>, StoreError> {
+    let mut inserted = Vec::with_capacity(links.len());
+    for chunk in links.chunks(ROWS_PER_INSERT) {
+        // A failed statement is undone on its own; the transaction goes on.
+        match insert_rows(tx, chunk, "").await {
+            Ok(_) => inserted.extend(std::iter::repeat_n(true, chunk.len())),
+            Err(StoreError::Conflict) => {
+                for link in chunk {
+                    let one = std::slice::from_ref(link);
+                    let added = insert_rows(tx, one, " ON CONFLICT (code) DO NOTHING").await?;
+                    inserted.push(added == 1);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(inserted)
+}
+
+/// `INSERT INTO links ... VALUES` the rows of `links`, then `tail`; the number of rows
+/// inserted.
+async fn insert_rows(
+    tx: &mut SqliteConnection,
+    links: &[Link],
+    tail: &str,
+) -> Result<u64, StoreError> {
+    let mut query = insert_values(links);
+    query.push(tail);
+    Ok(query.build().execute(&mut *tx).await?.rows_affected())
+}
+
+/// The start of an insert of `links`, up to their values.
+fn insert_values(links: &[Link]) -> QueryBuilder<'_, sqlx::Sqlite> {
+    let mut query = QueryBuilder::new(
+        "INSERT INTO links (code, url, created_at, clicks, disabled_at, disabled_reason) ",
+    );
+    query.push_values(links, |mut row, link| {
+        row.push_bind(&link.code)
+            .push_bind(&link.url)
+            .push_bind(link.created_at)
+            .push_bind(link.clicks)
+            .push_bind(link.disabled_at)
+            .push_bind(&link.disabled_reason);
+    });
+    query
 }
 
 /// Brings stored links up to the imported ones of the same identity (see [`Store::import`]):
