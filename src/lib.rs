@@ -21,6 +21,7 @@ pub mod progress;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod sorting;
 pub mod store;
 pub mod telemetry;
 pub mod track;

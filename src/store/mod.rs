@@ -480,8 +480,11 @@ fn classify_skipped<'a>(
         ..Default::default()
     };
     let mut updates = Vec::new();
+    // By code: a re-run compares every link of a batch of thousands.
+    let existing: std::collections::HashMap<&str, &Link> =
+        existing.iter().map(|l| (l.code.as_str(), l)).collect();
     for &wanted in skipped {
-        let have = existing.iter().find(|l| l.code == wanted.code);
+        let have = existing.get(wanted.code.as_str());
         match have.map(|have| merge(have, wanted)) {
             Some(Merge::Unchanged) => outcome.unchanged += 1,
             Some(Merge::Update) => {

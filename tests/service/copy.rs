@@ -223,6 +223,49 @@ async fn export_then_import_moves_every_link_between_backends() {
     assert!(all_links(&target.store().await).await == links);
 }
 
+/// A file in no particular order (not as `export` writes it) imports exactly as the sorted
+/// one would: the links, and the conflict of a code given twice with different URLs.
+#[tokio::test]
+async fn an_unsorted_file_imports_like_a_sorted_one() {
+    let db = TestDb::sqlite();
+    let links = sample("u", 3000);
+    let mut lines: Vec<String> = links
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap())
+        .collect();
+    // A sorted prefix (which goes straight in), then a link that is still in order, and the
+    // rest shuffled by a fixed permutation (sorted before it is written). The link in
+    // between takes a code of the rest, with another URL: whatever comes first in the file
+    // is kept, the other is a conflict.
+    let (prefix, rest) = lines.split_at_mut(500);
+    rest.sort_by_key(|line| line.bytes().map(usize::from).sum::<usize>() * 7919 % 3001);
+    let mut clash = links[1700].clone();
+    clash.url = "https://example.org/other".into();
+    let text = format!(
+        "{}\n{}\n{}\n",
+        prefix.join("\n"),
+        serde_json::to_string(&clash).unwrap(),
+        rest.join("\n")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("links.jsonl");
+    std::fs::write(&file, text).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_shortener"))
+        .env_clear()
+        .args(["import", "--batch-size", "100", "--database-url", &db.url, "--input"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("3000 links written"), "{stderr}");
+    assert!(stderr.contains(&links[1700].code), "{stderr}");
+    let mut expected = links.clone();
+    expected[1700] = clash;
+    assert!(all_links(&db.store().await).await == expected);
+}
+
 /// `count` links with clicks, one of them disabled.
 fn sample(prefix: &str, count: usize) -> Vec<Link> {
     (0..count)
