@@ -253,7 +253,14 @@ async fn an_unsorted_file_imports_like_a_sorted_one() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_shortener"))
         .env_clear()
-        .args(["import", "--batch-size", "100", "--database-url", &db.url, "--input"])
+        .args([
+            "import",
+            "--batch-size",
+            "100",
+            "--database-url",
+            &db.url,
+            "--input",
+        ])
         .arg(&file)
         .output()
         .unwrap();
