@@ -238,11 +238,18 @@ pub trait Store: Clone + Send + Sync + 'static {
         code: &str,
     ) -> impl Future<Output = Result<Option<Destination>, StoreError>> + Send;
 
-    /// Adds click counts; codes that do not exist are ignored.
+    /// Adds click counts, sorted by code (so concurrent writers lock rows in one order); codes
+    /// that do not exist are ignored. They land in a small table of pending clicks, which
+    /// every read of a link adds in, until [`Store::roll_up_clicks`] moves them.
     fn add_clicks(
         &self,
         counts: &[(String, u64)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Moves up to `limit` pending click counts, in code order, into their links, in one
+    /// transaction; the number of counts moved (fewer than `limit`: none are left, or other
+    /// instances are moving the rest).
+    fn roll_up_clicks(&self, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Disables a link (it then answers 410 and its code is never reused). `false` if there is
     /// no such link or it was already disabled.
@@ -396,6 +403,9 @@ impl Store for AnyStore {
     }
     async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {
         delegate!(self, s => s.add_clicks(counts))
+    }
+    async fn roll_up_clicks(&self, limit: u32) -> Result<u64, StoreError> {
+        delegate!(self, s => s.roll_up_clicks(limit))
     }
     async fn disable(&self, code: &str, reason: &str) -> Result<bool, StoreError> {
         delegate!(self, s => s.disable(code, reason))

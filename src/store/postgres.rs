@@ -155,11 +155,12 @@ impl Store for PostgresStore {
     }
 
     async fn get(&self, code: &str) -> Result<Option<Link>, StoreError> {
-        let link =
-            sqlx::query_as::<_, Link>(&format!("SELECT {COLUMNS} FROM links WHERE code = $1"))
-                .bind(code)
-                .fetch_optional(&self.pool)
-                .await?;
+        let link = sqlx::query_as::<_, Link>(&format!(
+            "SELECT {COLUMNS} FROM links_with_clicks WHERE code = $1"
+        ))
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(link)
     }
 
@@ -179,14 +180,35 @@ impl Store for PostgresStore {
             .map(|(c, n)| (c.as_str(), i64::try_from(*n).unwrap_or(i64::MAX)))
             .unzip();
         sqlx::query(
-            "UPDATE links SET clicks = links.clicks + v.n \
-             FROM UNNEST($1::text[], $2::bigint[]) AS v(code, n) WHERE links.code = v.code",
+            "INSERT INTO pending_clicks (code, clicks) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
+             ON CONFLICT (code) DO UPDATE SET clicks = pending_clicks.clicks + EXCLUDED.clicks",
         )
         .bind(codes)
         .bind(clicks)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn roll_up_clicks(&self, limit: u32) -> Result<u64, StoreError> {
+        // One statement: the counts deleted are the counts added. `SKIP LOCKED` lets the
+        // instances of a fleet move different codes at once instead of queueing.
+        let moved: i64 = sqlx::query_scalar(
+            "WITH moved AS ( \
+                 DELETE FROM pending_clicks WHERE code IN ( \
+                     SELECT code FROM pending_clicks ORDER BY code LIMIT $1 \
+                     FOR UPDATE SKIP LOCKED) \
+                 RETURNING code, clicks), \
+             added AS ( \
+                 UPDATE links SET clicks = links.clicks + moved.clicks \
+                 FROM moved WHERE links.code = moved.code) \
+             SELECT COUNT(*) FROM moved",
+        )
+        .bind(i64::from(limit))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(moved.unsigned_abs())
     }
 
     async fn disable(&self, code: &str, reason: &str) -> Result<bool, StoreError> {
@@ -212,7 +234,7 @@ impl Store for PostgresStore {
 
     async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Link>, StoreError> {
         let links = sqlx::query_as::<_, Link>(&format!(
-            "SELECT {COLUMNS} FROM links WHERE code > $1 ORDER BY code LIMIT $2"
+            "SELECT {COLUMNS} FROM links_with_clicks WHERE code > $1 ORDER BY code LIMIT $2"
         ))
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
@@ -235,10 +257,12 @@ impl Store for PostgresStore {
         let existing = if skipped.is_empty() {
             Vec::new()
         } else {
-            sqlx::query_as::<_, Link>(&format!("SELECT {COLUMNS} FROM links WHERE code = ANY($1)"))
-                .bind(skipped.iter().map(|l| l.code.as_str()).collect::<Vec<_>>())
-                .fetch_all(&mut *tx)
-                .await?
+            sqlx::query_as::<_, Link>(&format!(
+                "SELECT {COLUMNS} FROM links_with_clicks WHERE code = ANY($1)"
+            ))
+            .bind(skipped.iter().map(|l| l.code.as_str()).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?
         };
         let (outcome, updates) = classify_skipped(links, &skipped, &existing);
         catch_up(&mut tx, &updates).await?;
@@ -300,7 +324,10 @@ impl Store for PostgresStore {
 
     async fn totals(&self) -> Result<Totals, StoreError> {
         let row = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(clicks), 0)::bigint, COUNT(disabled_at) FROM links",
+            "SELECT COUNT(*), (COALESCE(SUM(clicks), 0) + \
+                 (SELECT COALESCE(SUM(p.clicks), 0) FROM pending_clicks AS p \
+                  JOIN links AS l ON l.code = p.code))::bigint, \
+             COUNT(disabled_at) FROM links",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -346,7 +373,8 @@ async fn insert_skipping(tx: &mut PgConnection, links: &[Link]) -> Result<Vec<bo
 
 /// Brings stored links up to the imported ones of the same identity (see [`Store::import`]):
 /// clicks to the larger count, a disable carried over with its time and reason, an existing
-/// disable kept. Computed in SQL, so clicks flushed meanwhile are never lost. Links disabled
+/// disable kept. Computed in SQL, so clicks flushed meanwhile are never lost; clicks still
+/// pending count towards the stored total. Links disabled
 /// here are announced at commit, so instances serving this database drop them from their
 /// caches.
 async fn catch_up(tx: &mut PgConnection, links: &[&Link]) -> Result<(), StoreError> {
@@ -354,7 +382,8 @@ async fn catch_up(tx: &mut PgConnection, links: &[&Link]) -> Result<(), StoreErr
         return Ok(());
     }
     let disabled: Vec<String> = sqlx::query_scalar::<_, Option<String>>(
-        "UPDATE links SET clicks = GREATEST(links.clicks, u.clicks), \
+        "UPDATE links SET clicks = GREATEST(links.clicks, u.clicks - COALESCE( \
+                 (SELECT p.clicks FROM pending_clicks AS p WHERE p.code = links.code), 0)), \
              disabled_at = COALESCE(links.disabled_at, u.disabled_at), \
              disabled_reason = CASE WHEN links.disabled_at IS NULL \
                  THEN u.disabled_reason ELSE links.disabled_reason END \

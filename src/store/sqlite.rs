@@ -169,11 +169,12 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, code: &str) -> Result<Option<Link>, StoreError> {
-        let link =
-            sqlx::query_as::<_, Link>(&format!("SELECT {COLUMNS} FROM links WHERE code = ?"))
-                .bind(code)
-                .fetch_optional(&self.pool)
-                .await?;
+        let link = sqlx::query_as::<_, Link>(&format!(
+            "SELECT {COLUMNS} FROM links_with_clicks WHERE code = ?"
+        ))
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(link)
     }
 
@@ -194,17 +195,42 @@ impl Store for SqliteStore {
         // One statement for the whole batch, the counts passed as one JSON array of
         // `[code, n]` pairs (serialised straight from the slice): a statement per code would
         // cost a round trip to the driver's worker thread each, thousands a second with many
-        // links in use.
+        // links in use. `WHERE true` tells the parser that `ON CONFLICT` is the upsert's.
         let counts = serde_json::to_string(counts)
             .map_err(|e| StoreError::Other(sqlx::Error::Encode(e.into())))?;
         sqlx::query(
-            "UPDATE links SET clicks = links.clicks + (counts.value ->> 1) \
-             FROM json_each(?) AS counts WHERE links.code = counts.value ->> 0",
+            "INSERT INTO pending_clicks (code, clicks) \
+             SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true \
+             ON CONFLICT (code) DO UPDATE SET clicks = pending_clicks.clicks + excluded.clicks",
         )
         .bind(counts)
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn roll_up_clicks(&self, limit: u32) -> Result<u64, StoreError> {
+        // Both statements pick the same first `limit` codes: nothing else writes between them
+        // inside the transaction.
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE links SET clicks = links.clicks + p.clicks \
+             FROM (SELECT code, clicks FROM pending_clicks ORDER BY code LIMIT ?1) AS p \
+             WHERE links.code = p.code",
+        )
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query(
+            "DELETE FROM pending_clicks WHERE code IN \
+             (SELECT code FROM pending_clicks ORDER BY code LIMIT ?1)",
+        )
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved)
     }
 
     async fn disable(&self, code: &str, reason: &str) -> Result<bool, StoreError> {
@@ -222,7 +248,7 @@ impl Store for SqliteStore {
 
     async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Link>, StoreError> {
         let links = sqlx::query_as::<_, Link>(&format!(
-            "SELECT {COLUMNS} FROM links WHERE code > ? ORDER BY code LIMIT ?"
+            "SELECT {COLUMNS} FROM links_with_clicks WHERE code > ? ORDER BY code LIMIT ?"
         ))
         .bind(after.unwrap_or(""))
         .bind(limit)
@@ -245,8 +271,9 @@ impl Store for SqliteStore {
         let existing = if skipped.is_empty() {
             Vec::new()
         } else {
-            let mut query =
-                QueryBuilder::new(format!("SELECT {COLUMNS} FROM links WHERE code IN ("));
+            let mut query = QueryBuilder::new(format!(
+                "SELECT {COLUMNS} FROM links_with_clicks WHERE code IN ("
+            ));
             let mut list = query.separated(", ");
             for link in &skipped {
                 list.push_bind(&link.code);
@@ -314,7 +341,10 @@ impl Store for SqliteStore {
 
     async fn totals(&self) -> Result<Totals, StoreError> {
         let row = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(clicks), 0), COUNT(disabled_at) FROM links",
+            "SELECT COUNT(*), COALESCE(SUM(clicks), 0) + \
+                 (SELECT COALESCE(SUM(p.clicks), 0) FROM pending_clicks AS p \
+                  JOIN links AS l ON l.code = p.code), \
+             COUNT(disabled_at) FROM links",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -410,7 +440,8 @@ fn insert_values(links: &[Link]) -> QueryBuilder<'_, sqlx::Sqlite> {
 
 /// Brings stored links up to the imported ones of the same identity (see [`Store::import`]):
 /// clicks to the larger count, a disable carried over with its time and reason, an existing
-/// disable kept. Computed in SQL, so clicks flushed meanwhile are never lost.
+/// disable kept. Computed in SQL, so clicks flushed meanwhile are never lost; clicks still
+/// pending count towards the stored total.
 async fn catch_up(tx: &mut SqliteConnection, links: &[&Link]) -> Result<(), StoreError> {
     // 4 bound values a row: well under SQLite's limit.
     for chunk in links.chunks(ROWS_PER_INSERT) {
@@ -423,7 +454,8 @@ async fn catch_up(tx: &mut SqliteConnection, links: &[&Link]) -> Result<(), Stor
                 .push_bind(&link.disabled_reason);
         });
         query.push(
-            ") UPDATE links SET clicks = max(links.clicks, u.clicks), \
+            ") UPDATE links SET clicks = max(links.clicks, u.clicks - coalesce( \
+                 (SELECT p.clicks FROM pending_clicks AS p WHERE p.code = links.code), 0)), \
              disabled_at = coalesce(links.disabled_at, u.disabled_at), \
              disabled_reason = CASE WHEN links.disabled_at IS NULL \
                  THEN u.disabled_reason ELSE links.disabled_reason END \

@@ -218,16 +218,32 @@ async fn story(store: impl Store) {
     assert_eq!(store.import(&clicked).await.unwrap().updated, 2500);
     assert_eq!(store.get("many2499").await.unwrap().unwrap().clicks, 3);
 
-    // Totals are what was stored: "Abc123" 5 clicks, "imported" 50, "a_1" 9, "b-2" 8, the
-    // 2500 links 3 each; "Abc123" and "b-2" disabled.
-    assert_eq!(
-        store.totals().await.unwrap(),
-        Totals {
-            links: store.count().await.unwrap(),
-            clicks: 5 + 50 + 9 + 8 + 2500 * 3,
-            disabled: 2,
-        }
-    );
+    // Pending clicks move into their links in code order, a chunk at a time, and readers see
+    // the same counts before and after; an unknown code's count is dropped.
+    assert_eq!(store.roll_up_clicks(2).await.unwrap(), 2, "Abc123, a_1");
+    assert_eq!(store.roll_up_clicks(10).await.unwrap(), 1, "nope");
+    assert_eq!(store.roll_up_clicks(10).await.unwrap(), 0);
+    assert_eq!(store.get("Abc123").await.unwrap().unwrap().clicks, 5);
+    assert_eq!(store.get("a_1").await.unwrap().unwrap().clicks, 9);
+    // Catching up counts the clicks still pending: the larger count wins, never the sum.
+    store.add_clicks(&[("a_1".into(), 1)]).await.unwrap();
+    let mut ahead = store.get("a_1").await.unwrap().unwrap();
+    assert_eq!(ahead.clicks, 10);
+    ahead.clicks = 12;
+    assert_eq!(store.import(&[ahead.clone()]).await.unwrap().updated, 1);
+    assert_eq!(store.get("a_1").await.unwrap(), Some(ahead));
+
+    // Totals are what was stored, pending clicks included: "Abc123" 5 clicks, "imported" 50,
+    // "a_1" 12, "b-2" 8, the 2500 links 3 each; "Abc123" and "b-2" disabled.
+    let totals = Totals {
+        links: store.count().await.unwrap(),
+        clicks: 5 + 50 + 12 + 8 + 2500 * 3,
+        disabled: 2,
+    };
+    assert_eq!(store.totals().await.unwrap(), totals);
+    assert_eq!(store.roll_up_clicks(10).await.unwrap(), 1, "a_1");
+    assert_eq!(store.totals().await.unwrap(), totals);
+    assert_eq!(store.get("a_1").await.unwrap().unwrap().clicks, 12);
     store
         .check_schema()
         .await
