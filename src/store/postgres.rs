@@ -374,9 +374,8 @@ async fn insert_skipping(tx: &mut PgConnection, links: &[Link]) -> Result<Vec<bo
 /// Brings stored links up to the imported ones of the same identity (see [`Store::import`]):
 /// clicks to the larger count, a disable carried over with its time and reason, an existing
 /// disable kept. Computed in SQL, so clicks flushed meanwhile are never lost; clicks still
-/// pending count towards the stored total. Links disabled
-/// here are announced at commit, so instances serving this database drop them from their
-/// caches.
+/// pending count towards the stored total. Links disabled here are announced at commit, so
+/// instances serving this database drop them from their caches.
 async fn catch_up(tx: &mut PgConnection, links: &[&Link]) -> Result<(), StoreError> {
     if links.is_empty() {
         return Ok(());
