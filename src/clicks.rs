@@ -23,6 +23,9 @@ const ROLL_UP_EVERY: Duration = Duration::from_secs(60);
 /// Pending counts moved per transaction.
 const ROLL_UP_CHUNK: u32 = 10_000;
 
+/// How long the pass at shutdown may take; what is left waits for the next start.
+const ROLL_UP_AT_STOP: Duration = Duration::from_secs(2);
+
 /// At most this many chunks per pass, so a fleet adding clicks as fast as one instance moves
 /// them cannot keep a pass going for ever; the rest waits for the next pass.
 const ROLL_UP_MAX_CHUNKS: usize = 1_000;
@@ -107,7 +110,9 @@ pub async fn roll_up(store: &AnyStore) -> Result<u64, StoreError> {
 }
 
 /// Flushes `counter` every `interval` until `stop` is cancelled, then once more; moves the
-/// pending clicks into their links every [`ROLL_UP_EVERY`].
+/// pending clicks into their links every [`ROLL_UP_EVERY`], and at the stop for up to
+/// [`ROLL_UP_AT_STOP`] (an instance restarted more often than once a minute would otherwise
+/// leave pending clicks to pile up).
 pub async fn run_flusher(
     counter: &ClickCounter,
     store: &AnyStore,
@@ -137,6 +142,12 @@ pub async fn run_flusher(
     }
     if let Err(e) = counter.flush(store).await {
         tracing::error!(error = %e, "could not write click counts at shutdown");
+    }
+    // A pass cut short rolls back only its current chunk: those counts stay pending.
+    match tokio::time::timeout(ROLL_UP_AT_STOP, roll_up(store)).await {
+        Ok(Ok(moved)) => tracing::debug!(moved, "pending clicks moved into links"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not move pending clicks at shutdown"),
+        Err(_) => tracing::debug!("pending clicks left for the next start"),
     }
 }
 
