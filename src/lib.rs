@@ -347,10 +347,7 @@ pub async fn serve(
         AnyStore::Sqlite(lite) if lite.needs_checkpoints() => {
             let (lite, stop) = (lite.clone(), stop_background.clone());
             Some(tokio::spawn(async move {
-                while tokio::time::timeout(Duration::from_secs(1), stop.cancelled())
-                    .await
-                    .is_err()
-                {
+                while every(Duration::from_secs(1), &stop).await {
                     if let Err(e) = lite.checkpoint().await {
                         tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
                     }
@@ -363,10 +360,7 @@ pub async fn serve(
     let shrinker = {
         let (state, stop) = (state.clone(), stop_background.clone());
         tokio::spawn(async move {
-            while tokio::time::timeout(Duration::from_secs(60), stop.cancelled())
-                .await
-                .is_err()
-            {
+            while every(Duration::from_secs(60), &stop).await {
                 state.limits.shrink();
             }
         })
@@ -412,4 +406,12 @@ pub async fn serve(
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits `period` and answers true, or answers false as soon as `stop` is cancelled: the
+/// pace of a background loop.
+async fn every(period: Duration, stop: &CancellationToken) -> bool {
+    tokio::time::timeout(period, stop.cancelled())
+        .await
+        .is_err()
 }

@@ -76,10 +76,6 @@ fn is_reserved(s: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(s))
 }
 
-fn is_code_char(c: char) -> bool {
-    c.is_ascii() && is_code_byte(c as u8)
-}
-
 fn is_code_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
@@ -103,7 +99,8 @@ impl ShortCode {
         if s.len() < ALIAS_MIN_LEN || s.len() > CODE_MAX_LEN {
             return Err(AliasError::Length);
         }
-        if !s.chars().all(is_code_char) {
+        // Bytes, not chars: every byte of a non-ASCII character is above 0x7f, so refused.
+        if !s.bytes().all(is_code_byte) {
             return Err(AliasError::Charset);
         }
         if s.starts_with(['-', '_']) || s.ends_with(['-', '_']) {

@@ -227,32 +227,23 @@ pub async fn import(args: &ImportArgs, store: &AnyStore) -> Result<(), TransferE
                 last_code.clone_from(&link.code);
                 batch.push(link);
                 if batch.len() == batch_size {
-                    outcome.absorb(store.import(&batch).await?);
-                    batch.clear();
+                    import_batch(store, &mut batch, &mut outcome).await?;
                 }
             }
         }
     }
     read.finish();
-    let mut written = Progress::new("links imported", Some(read_total(&batch, rest.as_ref())));
-    if !batch.is_empty() {
-        outcome.absorb(store.import(&batch).await?);
-        written.advance(batch.len() as u64);
-        batch.clear();
-    }
+    let left = batch.len() as u64 + rest.as_ref().map_or(0, Runs::len);
+    let mut written = Progress::new("links imported", Some(left));
+    written.advance(import_batch(store, &mut batch, &mut outcome).await?);
     if let Some(runs) = rest {
         for link in runs.into_sorted()? {
             batch.push(link?);
             if batch.len() == batch_size {
-                outcome.absorb(store.import(&batch).await?);
-                written.advance(batch.len() as u64);
-                batch.clear();
+                written.advance(import_batch(store, &mut batch, &mut outcome).await?);
             }
         }
-        if !batch.is_empty() {
-            outcome.absorb(store.import(&batch).await?);
-            written.advance(batch.len() as u64);
-        }
+        written.advance(import_batch(store, &mut batch, &mut outcome).await?);
     }
     written.finish();
     let conflicts = report(&outcome);
@@ -269,9 +260,20 @@ pub async fn import(args: &ImportArgs, store: &AnyStore) -> Result<(), TransferE
 /// Links held in memory per sorted run of an import: about 40 MiB.
 const RUN_LINKS: usize = 200_000;
 
-/// How many links are left to write once the input is read.
-fn read_total(batch: &[Link], rest: Option<&Runs>) -> u64 {
-    batch.len() as u64 + rest.map_or(0, Runs::len)
+/// Imports `batch` (if it holds anything) and empties it, adding the result to `outcome`;
+/// the number of links it held.
+async fn import_batch(
+    store: &AnyStore,
+    batch: &mut Vec<Link>,
+    outcome: &mut ImportOutcome,
+) -> Result<u64, TransferError> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    outcome.absorb(store.import(batch).await?);
+    let n = batch.len() as u64;
+    batch.clear();
+    Ok(n)
 }
 
 /// One exported link, checked: a valid code, an http(s) URL, a non-negative click count.

@@ -14,15 +14,19 @@ use crate::support::{Binary, TestDb, client, get_json};
 
 const LINKS: usize = 100_000;
 
-fn copy(from: &str, to: &str, batch: &str) -> Command {
+/// `shortener ARGS...` with an empty environment.
+fn shortener<const N: usize>(args: [&str; N]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shortener"));
-    cmd.env_clear()
-        .args(["copy", "--from", from, "--to", to, "--batch-size", batch]);
+    cmd.env_clear().args(args);
     cmd
 }
 
+fn copy(from: &str, to: &str, batch: &str) -> Command {
+    shortener(["copy", "--from", from, "--to", to, "--batch-size", batch])
+}
+
 fn run(mut cmd: Command) -> (Output, String) {
-    let out = cmd.output().expect("run copy");
+    let out = cmd.output().expect("run shortener");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out, stderr)
 }
@@ -192,32 +196,29 @@ async fn export_then_import_moves_every_link_between_backends() {
     source_store.import(&links).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("links.jsonl");
-    let exe = env!("CARGO_BIN_EXE_shortener");
+    let path = file.to_str().unwrap();
 
-    let out = Command::new(exe)
-        .env_clear()
-        .args(["export", "--database-url", &source.url, "--output"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, stderr) = run(shortener([
+        "export",
+        "--database-url",
+        &source.url,
+        "--output",
+        path,
+    ]));
+    assert!(out.status.success(), "{stderr}");
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text.lines().count(), 2500);
     assert!(text.lines().next().unwrap().contains(r#""clicks":0"#));
 
     // A broken line is reported by number and the command fails; the rest still arrives.
     std::fs::write(&file, format!("{text}{{\"code\":\"x y\"}}\n")).unwrap();
-    let out = Command::new(exe)
-        .env_clear()
-        .args(["import", "--database-url", &target.url, "--input"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = run(shortener([
+        "import",
+        "--database-url",
+        &target.url,
+        "--input",
+        path,
+    ]));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("line 2501"), "{stderr}");
     assert!(all_links(&target.store().await).await == links);
@@ -251,20 +252,15 @@ async fn an_unsorted_file_imports_like_a_sorted_one() {
     let file = dir.path().join("links.jsonl");
     std::fs::write(&file, text).unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_shortener"))
-        .env_clear()
-        .args([
-            "import",
-            "--batch-size",
-            "100",
-            "--database-url",
-            &db.url,
-            "--input",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = run(shortener([
+        "import",
+        "--batch-size",
+        "100",
+        "--database-url",
+        &db.url,
+        "--input",
+        file.to_str().unwrap(),
+    ]));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("3000 links written"), "{stderr}");
     assert!(stderr.contains(&links[1700].code), "{stderr}");
@@ -370,12 +366,10 @@ async fn a_source_written_during_the_copy_is_not_called_verified() {
     let target_url = format!("sqlite://{}", dir.path().join("copy.db").display());
 
     // The URLs from the environment this time, as with passwords in them one would.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shortener"));
-    cmd.env_clear()
-        .env("SHORTENER_COPY_FROM", &source.url)
+    let mut cmd = shortener(["copy"]);
+    cmd.env("SHORTENER_COPY_FROM", &source.url)
         .env("SHORTENER_COPY_TO", &target_url)
-        .env("SHORTENER_COPY_BATCH_SIZE", "1")
-        .arg("copy");
+        .env("SHORTENER_COPY_BATCH_SIZE", "1");
     let copying = tokio::task::spawn_blocking(move || run(cmd));
     // Clicks keep arriving while it runs (one link per transaction: it takes a while).
     while !copying.is_finished() {
