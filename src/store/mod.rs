@@ -6,6 +6,7 @@
 
 mod postgres;
 mod sqlite;
+mod sqlite_lookups;
 
 use std::future::Future;
 use std::path::PathBuf;

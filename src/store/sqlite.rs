@@ -19,18 +19,23 @@
 //!   index probe, and the OS caches the file), 32 MiB for the writing one (inserts of random
 //!   codes touch index pages all over the file), 64 MiB for bulk imports and copies
 //!   ([`PoolOptions::for_bulk`]).
+//! - redirect lookups through connections of their own, run in place on the request's
+//!   thread (`sqlite_lookups`), since the driver's hand-off to a worker thread costs several
+//!   times the lookup itself.
 //! - no `mmap_size`: mapped pages would count as the service's resident memory, and reads
 //!   already come from the OS page cache.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
 
+use super::sqlite_lookups::Lookups;
 use super::{
     ImportOutcome, OpenMode, PoolOptions, Store, StoreError, Totals, check_applied,
     classify_skipped, skipped,
@@ -47,6 +52,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Whether [`SqliteStore::checkpoint`] must be called (the writer does not checkpoint).
     background_checkpoints: bool,
+    /// Redirect lookups that skip the pool (none for a read-only or in-memory database).
+    lookups: Option<Arc<Lookups>>,
 }
 
 /// WAL frames (pages) after which [`SqliteStore::checkpoint`] restarts the log: 64 MiB of
@@ -108,10 +115,21 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
+        // Opened after the pools, which create the file when it may be created.
+        let lookups = file_of(url).filter(|_| !read_only).and_then(|path| {
+            match Lookups::open(&path, options.sqlite_page_cache_kib) {
+                Ok(lookups) => Some(Arc::new(lookups)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "redirect lookups go through the pool");
+                    None
+                }
+            }
+        });
         Ok(Self {
             pool,
             writer,
             background_checkpoints,
+            lookups,
         })
     }
 }
@@ -206,6 +224,9 @@ impl Store for SqliteStore {
     }
 
     async fn destination(&self, code: &str) -> Result<Option<Destination>, StoreError> {
+        if let Some(found) = self.lookups.as_ref().and_then(|l| l.destination(code)) {
+            return Ok(found);
+        }
         let found = sqlx::query_as::<_, Destination>(
             "SELECT url, disabled_at IS NOT NULL AS disabled FROM links WHERE code = ?",
         )
