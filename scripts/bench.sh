@@ -19,7 +19,8 @@ Scenarios (links stored in parentheses, full run / --quick):
   zipf           Zipf (s=1) over every code, default cache  vs baseline map   (1M / 10k)
   cold-sqlite    cache off, uniform over every code         vs baseline sqlite (1M / 10k)
   cold-pg        cache off, uniform, on Postgres            vs baseline postgres (1M / 10k)
-  create-sqlite  POST /api/v1/links on an empty SQLite file (no baseline)
+  create-sqlite  POST /api/v1/links on an empty SQLite file (no baseline), with the default
+                 --sqlite-synchronous full and with normal
   create-pg      POST /api/v1/links on an empty Postgres database (no baseline)
   scale-hot      hot on 10M links vs the same on 10k links  (full run only)
   scale-cold     cold on 10M links vs the same on 10k links (full run only)
@@ -469,11 +470,18 @@ if ((with_pg)) && wants cold-pg; then
 fi
 if wants create-sqlite; then
   log "scenario create-sqlite"
+  # The default (`synchronous=full`, an fsync per group commit) and `normal`, alternating.
   for ((round = 1; round <= rounds; round++)); do
-    db=$run_dir/create-$round.db
-    mapfile -t cmd < <(service "sqlite:$db")
-    measure create-sqlite service service 0 "$round" - 201 create -- "${cmd[@]}"
-    rm -f "$db" "$db-wal" "$db-shm"
+    order=(full normal)
+    ((round % 2)) || order=(normal full)
+    for sync in "${order[@]}"; do
+      db=$run_dir/create-$round-$sync.db
+      mapfile -t cmd < <(service "sqlite:$db" --sqlite-synchronous "$sync")
+      label=service
+      [[ $sync == full ]] || label="service (synchronous=$sync)"
+      measure create-sqlite service "$label" 0 "$round" - 201 create -- "${cmd[@]}"
+      rm -f "$db" "$db-wal" "$db-shm"
+    done
   done
 fi
 if ((with_pg)) && wants create-pg; then

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::link::DisableReason;
-use crate::store::PoolOptions;
+use crate::store::{PoolOptions, Synchronous};
 
 /// A URL shortener: one binary, SQLite on one machine, Postgres for a fleet.
 #[derive(Debug, Parser)]
@@ -199,6 +199,13 @@ pub struct PoolArgs {
     /// such as PgBouncer.
     #[arg(long, env = "SHORTENER_DB_STATEMENT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub db_statement_cache: bool,
+
+    /// SQLite: when a write counts as done. `full`: once it is on disk, so it survives a crash
+    /// of the machine; `normal`: once the OS has it, which survives a crash of the process
+    /// (`kill -9`) but may lose the last commits on a power loss or kernel crash, for about a
+    /// third more creates per second.
+    #[arg(long, env = "SHORTENER_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]
+    pub sqlite_synchronous: Synchronous,
 }
 
 impl PoolArgs {
@@ -208,6 +215,7 @@ impl PoolArgs {
             max_connections: self.db_max_connections,
             acquire_timeout: self.db_acquire_timeout,
             statement_cache: self.db_statement_cache,
+            sqlite_synchronous: self.sqlite_synchronous,
             ..PoolOptions::default()
         }
     }
@@ -401,6 +409,15 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_synchronous_is_full_unless_asked_for_normal() {
+        let cli = Cli::try_parse_from(["shortener", "--sqlite-synchronous", "normal"]).unwrap();
+        let options = cli.serve.database.pool.pool_options();
+        assert_eq!(options.sqlite_synchronous, Synchronous::Normal);
+        let e = Cli::try_parse_from(["shortener", "--sqlite-synchronous", "off"]).unwrap_err();
+        assert!(e.to_string().contains("full, normal"), "{e}");
+    }
+
+    #[test]
     fn copy_takes_the_database_flags_and_its_urls_from_the_environment() {
         let cli = Cli::try_parse_from([
             "shortener",
@@ -424,6 +441,7 @@ mod tests {
         };
         let options = copy.pool.pool_options();
         assert!(!options.statement_cache);
+        assert_eq!(options.sqlite_synchronous, Synchronous::Full);
         assert_eq!(options.acquire_timeout, Duration::from_secs(7));
         assert_eq!(options.max_connections, 2);
         assert_eq!(copy.pool.db_connect_timeout, Duration::from_secs(1));

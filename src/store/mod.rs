@@ -154,6 +154,16 @@ pub enum OpenMode {
     ReadOnly,
 }
 
+/// SQLite's `synchronous` setting: when a commit is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Synchronous {
+    /// Once the WAL is flushed to disk (`fsync` per commit): survives a crash of the machine.
+    Full,
+    /// Once the OS has the WAL (flushed at checkpoints): survives a crash of the process,
+    /// not a power loss.
+    Normal,
+}
+
 /// How to open a database: pool and timeout settings shared by both backends, and the mode.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -168,6 +178,8 @@ pub struct PoolOptions {
     pub statement_cache: bool,
     /// SQLite only: page cache of each connection, in KiB.
     pub sqlite_page_cache_kib: u32,
+    /// SQLite only: when a commit is acknowledged.
+    pub sqlite_synchronous: Synchronous,
     /// SQLite only: checkpoints are left to [`SqliteStore::checkpoint`], called by the
     /// service in the background, instead of being run by the commit that fills the WAL.
     pub sqlite_background_checkpoints: bool,
@@ -203,6 +215,7 @@ impl Default for PoolOptions {
             acquire_timeout: Duration::from_secs(3),
             statement_cache: true,
             sqlite_page_cache_kib: 2000,
+            sqlite_synchronous: Synchronous::Full,
             sqlite_background_checkpoints: false,
         }
     }

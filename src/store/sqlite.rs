@@ -3,9 +3,12 @@
 //! Pragmas, and why:
 //! - `journal_mode=WAL`: readers never block the writer, so redirects keep flowing while links
 //!   are created.
-//! - `synchronous=FULL`: a create is acknowledged only once it is on disk, so it survives a
-//!   crash of the process *and* of the machine. Clicks are flushed in batches, so the cost is
-//!   paid once per batch, not per click.
+//! - `synchronous=FULL` by default: a create is acknowledged only once it is on disk, so it
+//!   survives a crash of the process *and* of the machine. Clicks are flushed in batches, so
+//!   the cost is paid once per batch, not per click. Creates commit in groups, and with a
+//!   few dozen in flight their rate is bound by how long a group's `fsync` takes; `NORMAL`
+//!   (`--sqlite-synchronous normal`) leaves flushing to checkpoints, still durable across a
+//!   crash of the process, not of the machine.
 //! - one connection for every write, apart from the readers: SQLite has one writer at a time
 //!   anyway, and in WAL mode a connection's page cache is discarded whenever another
 //!   connection has changed the file, so writes spread over a pool would each start from a
@@ -37,7 +40,7 @@ use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
 
 use super::sqlite_lookups::Lookups;
 use super::{
-    ImportOutcome, OpenMode, PoolOptions, Store, StoreError, Totals, check_applied,
+    ImportOutcome, OpenMode, PoolOptions, Store, StoreError, Synchronous, Totals, check_applied,
     classify_skipped, skipped,
 };
 use crate::keys::ApiKeyRecord;
@@ -88,9 +91,12 @@ impl SqliteStore {
             .pragma("cache_size", format!("-{}", options.sqlite_page_cache_kib));
         if !read_only {
             // Setting the journal mode writes to the file; a reader takes the file as it is.
-            connect = connect
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full);
+            connect = connect.journal_mode(SqliteJournalMode::Wal).synchronous(
+                match options.sqlite_synchronous {
+                    Synchronous::Full => SqliteSynchronous::Full,
+                    Synchronous::Normal => SqliteSynchronous::Normal,
+                },
+            );
         }
         if options.open != OpenMode::Create {
             if let Some(path) = file_of(url).filter(|path| !path.exists()) {

@@ -1,5 +1,5 @@
 //! Every create that answered 201 survives `kill -9` at a random moment under a steady load
-//! of creates, on SQLite and on Postgres.
+//! of creates, on SQLite (with either `--sqlite-synchronous`) and on Postgres.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +16,8 @@ fn random_moment() -> Duration {
     Duration::from_millis(500 + u64::from(nanos % 2000))
 }
 
-async fn acknowledged_creates_survive_kill_9_under_load(db: TestDb) {
-    let bin = Binary::start(&db.url, &[]);
+async fn acknowledged_creates_survive_kill_9_under_load(db: TestDb, flags: &[&str]) {
+    let bin = Binary::start(&db.url, flags);
     let mix = Mix {
         base: bin.url(""),
         codes: Arc::new(Vec::new()),
@@ -41,7 +41,7 @@ async fn acknowledged_creates_survive_kill_9_under_load(db: TestDb) {
         report.describe()
     );
 
-    let bin = Binary::start(&db.url, &[]);
+    let bin = Binary::start(&db.url, flags);
     let client = client();
     let mut lost = Vec::new();
     for (code, url) in &report.created {
@@ -74,7 +74,15 @@ async fn acknowledged_creates_survive_kill_9_under_load(db: TestDb) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_creates_survive_kill_9_under_load_on_sqlite() {
-    acknowledged_creates_survive_kill_9_under_load(TestDb::sqlite()).await;
+    acknowledged_creates_survive_kill_9_under_load(TestDb::sqlite(), &[]).await;
+}
+
+/// `normal` leaves the `fsync` to checkpoints: a killed process loses nothing all the same,
+/// since what it wrote is in the OS's hands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_creates_survive_kill_9_under_load_on_sqlite_synchronous_normal() {
+    let flags = ["--sqlite-synchronous", "normal"];
+    acknowledged_creates_survive_kill_9_under_load(TestDb::sqlite(), &flags).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -82,5 +90,5 @@ async fn acknowledged_creates_survive_kill_9_under_load_on_postgres() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    acknowledged_creates_survive_kill_9_under_load(db).await;
+    acknowledged_creates_survive_kill_9_under_load(db, &[]).await;
 }
