@@ -309,6 +309,24 @@ fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
+/// Runs `task` on a thread of its own, if the runtime has worker threads to drive its I/O
+/// and timers from there, else as a task. Under load the click flusher sorts and encodes tens
+/// of thousands of counts a second: on a runtime worker that holds up every request queued
+/// behind it (on a 2-core machine the tail latency of uncached redirects doubled), while a
+/// thread of its own is time-sliced with the workers by the kernel.
+fn spawn_off_workers<F>(task: F) -> tokio::task::JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    match handle.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::spawn_blocking(move || handle.block_on(task))
+        }
+        _ => tokio::spawn(task),
+    }
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves, then stops gracefully:
 /// readiness turns 503, the drain delay passes while requests are still served, the listener
 /// closes, in-flight requests get the shutdown timeout, and click counts are flushed.
@@ -321,7 +339,7 @@ pub async fn serve(
     let flusher = {
         let state = state.clone();
         let stop = stop_background.clone();
-        tokio::spawn(async move {
+        spawn_off_workers(async move {
             let interval = state.settings.click_flush_interval;
             clicks::run_flusher(&state.clicks, &state.store, interval, stop).await;
         })
