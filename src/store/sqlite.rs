@@ -411,6 +411,9 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        if let Some(lookups) = &self.lookups {
+            lookups.close();
+        }
         self.writer.close().await;
         self.pool.close().await;
     }
