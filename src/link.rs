@@ -257,13 +257,15 @@ pub enum ReasonError {
 
 impl DisableReason {
     /// Parses a reason given by a person.
+    /// Control characters are refused anywhere, also where trimming would drop them (a tab
+    /// or newline at the end), as the API's published pattern says.
     pub fn parse(s: &str) -> Result<Self, ReasonError> {
+        if s.chars().any(char::is_control) {
+            return Err(ReasonError::Control);
+        }
         let s = s.trim();
         if s.is_empty() || s.chars().count() > REASON_MAX_LEN {
             return Err(ReasonError::Length);
-        }
-        if s.chars().any(char::is_control) {
-            return Err(ReasonError::Control);
         }
         Ok(Self(s.to_owned()))
     }
@@ -417,7 +419,9 @@ mod tests {
     fn reasons_are_one_bounded_line() {
         let reason = DisableReason::parse("  phishing, report #12 ").unwrap();
         assert_eq!(reason.as_str(), "phishing, report #12");
-        assert_eq!(DisableReason::parse(" \t "), Err(ReasonError::Length));
+        assert_eq!(DisableReason::parse("   "), Err(ReasonError::Length));
+        assert_eq!(DisableReason::parse(" \t "), Err(ReasonError::Control));
+        assert_eq!(DisableReason::parse("\u{b}-"), Err(ReasonError::Control));
         let longest = "é".repeat(REASON_MAX_LEN);
         assert!(
             DisableReason::parse(&longest).is_ok(),

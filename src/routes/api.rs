@@ -205,9 +205,12 @@ pub(crate) async fn delete(
     params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let reason = match params.reason.as_deref().map(str::trim) {
-        Some(given) if !given.is_empty() => Some(DisableReason::parse(given)?),
-        _ => None,
+    // A blank reason is no reason; anything else is parsed, so control characters are refused
+    // even where trimming would have dropped them.
+    let reason = match params.reason.as_deref() {
+        Some(given) if given.chars().all(|c| c.is_whitespace() && !c.is_control()) => None,
+        Some(given) => Some(DisableReason::parse(given)?),
+        None => None,
     };
     let code = parse_code(code)?;
     // Which key did it is kept with the reason: the row is the record of the decision.

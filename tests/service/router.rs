@@ -139,6 +139,7 @@ fn table() -> Vec<Row> {
         api_error("DELETE", "/api/v1/links/fixture2", Plain, 401, "unauthorized"),
         api_error("DELETE", "/api/v1/links/fixture2", BadKey, 401, "unauthorized"),
         api_error("DELETE", "/api/v1/links/fixture2?reason=a%0Ab", Key, 400, "invalid_reason"),
+        api_error("DELETE", "/api/v1/links/fixture2?reason=%0B-", Key, 400, "invalid_reason"),
         row("DELETE",       "/api/v1/links/fixture2?reason=spam", Key, 204, NONE),
         api_error("DELETE", "/api/v1/links/fixture2", Key, 410, "gone"),
         api_error("DELETE", "/api/v1/links/missing1", Key, 404, "not_found"),
