@@ -270,6 +270,14 @@ impl DisableReason {
         Ok(Self(s.to_owned()))
     }
 
+    /// Like [`DisableReason::parse`], where a blank reason is no reason (`None`).
+    pub fn parse_optional(s: &str) -> Result<Option<Self>, ReasonError> {
+        match Self::parse(s) {
+            Err(ReasonError::Length) if s.trim().is_empty() => Ok(None),
+            parsed => parsed.map(Some),
+        }
+    }
+
     /// The reason as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -422,6 +430,18 @@ mod tests {
         assert_eq!(DisableReason::parse("   "), Err(ReasonError::Length));
         assert_eq!(DisableReason::parse(" \t "), Err(ReasonError::Control));
         assert_eq!(DisableReason::parse("\u{b}-"), Err(ReasonError::Control));
+        assert_eq!(DisableReason::parse_optional(" "), Ok(None));
+        assert_eq!(
+            DisableReason::parse_optional("\u{b}"),
+            Err(ReasonError::Control)
+        );
+        assert_eq!(
+            DisableReason::parse_optional(" spam")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "spam"
+        );
         let longest = "é".repeat(REASON_MAX_LEN);
         assert!(
             DisableReason::parse(&longest).is_ok(),

@@ -205,11 +205,8 @@ pub(crate) async fn delete(
     params: Result<Query<DeleteParams>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    // A blank reason is no reason; anything else is parsed, so control characters are refused
-    // even where trimming would have dropped them.
     let reason = match params.reason.as_deref() {
-        Some(given) if given.chars().all(|c| c.is_whitespace() && !c.is_control()) => None,
-        Some(given) => Some(DisableReason::parse(given)?),
+        Some(given) => DisableReason::parse_optional(given)?,
         None => None,
     };
     let code = parse_code(code)?;

@@ -230,7 +230,9 @@ impl Store for SqliteStore {
     }
 
     async fn destination(&self, code: &str) -> Result<Option<Destination>, StoreError> {
-        if let Some(found) = self.lookups.as_ref().and_then(|l| l.destination(code)) {
+        // A closed store answers nothing, whichever connections it would use.
+        let lookups = self.lookups.as_ref().filter(|_| !self.pool.is_closed());
+        if let Some(found) = lookups.and_then(|l| l.destination(code)) {
             return Ok(found);
         }
         let found = sqlx::query_as::<_, Destination>(
@@ -411,9 +413,6 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        if let Some(lookups) = &self.lookups {
-            lookups.close();
-        }
         self.writer.close().await;
         self.pool.close().await;
     }

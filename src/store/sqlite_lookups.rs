@@ -16,7 +16,7 @@
 
 use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
@@ -31,8 +31,6 @@ const DESTINATION: &str = "SELECT url, disabled_at IS NOT NULL FROM links WHERE 
 #[derive(Debug)]
 pub(super) struct Lookups {
     connections: Vec<Mutex<Connection>>,
-    /// Set when the store is closed: from then on every lookup is the pool's (which refuses).
-    closed: AtomicBool,
 }
 
 /// Which connection a thread tries first: its own, so each runtime thread keeps reusing one
@@ -50,23 +48,12 @@ impl Lookups {
         let connections = (0..count)
             .map(|_| open_one(path, cache_kib).map(Mutex::new))
             .collect::<rusqlite::Result<_>>()?;
-        Ok(Self {
-            connections,
-            closed: AtomicBool::new(false),
-        })
-    }
-
-    /// Stops answering: a closed store must not go on redirecting through these connections.
-    pub(super) fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+        Ok(Self { connections })
     }
 
     /// Where `code` leads: `Some(None)` when no link has it, `None` when this could not tell
     /// without waiting (ask the pool).
     pub(super) fn destination(&self, code: &str) -> Option<Option<Destination>> {
-        if self.closed.load(Ordering::Relaxed) {
-            return None;
-        }
         let start = THREAD_SLOT.with(|slot| *slot);
         let n = self.connections.len();
         (0..n)
@@ -152,15 +139,6 @@ mod tests {
 
         let writer = Connection::open(&path).unwrap();
         writer.execute_batch("DROP TABLE links").unwrap();
-        assert_eq!(lookups.destination("live"), None);
-    }
-
-    #[test]
-    fn answers_nothing_once_closed() {
-        let (_dir, path) = database();
-        let lookups = Lookups::open(&path, 2000).unwrap();
-        assert!(lookups.destination("live").is_some());
-        lookups.close();
         assert_eq!(lookups.destination("live"), None);
     }
 
