@@ -441,7 +441,8 @@ mapfile -t svc_small < <(service "sqlite:$data/$small.db")
 mapfile -t svc_mid < <(service "sqlite:$data/$mid.db")
 
 small_probe=/$(first_code "$small")
-mid_probe=/$(first_code "$mid")
+mid_probe=""
+[[ -f $data/$mid.codes ]] && mid_probe=/$(first_code "$mid") # absent when no scenario needs it
 if wants hot; then
   a_label=service a_probe=$small_probe a_wrk=(uniform "$data/$small.codes") a_cmd=("${svc_small[@]}")
   b_label="baseline map" b_probe=$small_probe b_wrk=("${a_wrk[@]}")

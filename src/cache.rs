@@ -3,9 +3,12 @@
 //! Entries live at most `ttl`: with several instances, that bounds how long a link deleted
 //! through one instance can still redirect through another.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
+use compact_str::CompactString;
 use quick_cache::sync::Cache;
 
 use crate::link::Destination;
@@ -13,10 +16,45 @@ use crate::link::Destination;
 /// What a code resolves to, ready to answer with.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// Redirect here (a header value built once, when the link was loaded).
-    Redirect(HeaderValue),
+    /// Redirect there.
+    Redirect(Arc<Redirect>),
     /// The link was deleted or disabled.
     Gone,
+}
+
+/// A link that redirects, as the redirect path needs it: the `Location` header value, built
+/// once when the link was loaded, and the link's clicks not yet written.
+///
+/// The clicks live here, next to what a cache hit reads anyway, so counting one is an atomic
+/// add on memory already at hand rather than a second lookup of the code in a locked map (see
+/// [`crate::clicks`]).
+#[derive(Debug)]
+pub struct Redirect {
+    code: Box<str>,
+    location: HeaderValue,
+    /// Clicks counted since [`crate::clicks::ClickCounter`] last took them.
+    pub(crate) unwritten_clicks: AtomicU64,
+}
+
+impl Redirect {
+    /// The redirect of `code` to `location`, with no clicks counted.
+    pub fn new(code: &str, location: HeaderValue) -> Self {
+        Self {
+            code: code.into(),
+            location,
+            unwritten_clicks: AtomicU64::new(0),
+        }
+    }
+
+    /// The link's code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// Where the link leads, as a header value.
+    pub fn location(&self) -> &HeaderValue {
+        &self.location
+    }
 }
 
 impl Target {
@@ -27,7 +65,7 @@ impl Target {
         }
         // Stored URLs are normalised ASCII, so this only fails on a hand-edited database.
         match HeaderValue::try_from(destination.url) {
-            Ok(value) => Self::Redirect(value),
+            Ok(location) => Self::Redirect(Arc::new(Redirect::new(code, location))),
             Err(_) => {
                 tracing::error!(%code, "stored URL is not a valid header value");
                 Self::Gone
@@ -56,10 +94,12 @@ pub enum Lookup {
 pub struct LinkCache(Option<Caches>);
 
 struct Caches {
-    links: Cache<String, (Instant, Target)>,
+    /// Keyed by `CompactString`: a code is stored inline in the entry (up to 24 bytes), so a
+    /// hit compares it without following a pointer to a string elsewhere in memory.
+    links: Cache<CompactString, (Instant, Target)>,
     ttl: Duration,
     /// Codes found missing, with the time they were (`None` when negative caching is off).
-    missing: Option<(Cache<String, Instant>, Duration)>,
+    missing: Option<(Cache<CompactString, Instant>, Duration)>,
 }
 
 impl LinkCache {
@@ -99,16 +139,14 @@ impl LinkCache {
     /// Remembers the target of `code`.
     pub fn insert(&self, code: &str, target: Target) {
         if let Some(caches) = &self.0 {
-            caches
-                .links
-                .insert(code.to_owned(), (Instant::now(), target));
+            caches.links.insert(code.into(), (Instant::now(), target));
         }
     }
 
     /// Remembers, for the negative TTL, that no link has this code.
     pub fn remember_missing(&self, code: &str) {
         if let Some((missing, _)) = self.0.as_ref().and_then(|c| c.missing.as_ref()) {
-            missing.insert(code.to_owned(), Instant::now());
+            missing.insert(code.into(), Instant::now());
         }
     }
 

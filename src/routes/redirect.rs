@@ -39,16 +39,16 @@ pub async fn follow(
         return Err(not_found(&state, ip));
     };
     match state.resolve(code).await? {
-        Some(Target::Redirect(location)) => {
+        Some(Target::Redirect(redirect)) => {
             if request.method() == Method::GET {
-                state.clicks.record(code);
+                state.clicks.record(&redirect);
             }
             crate::metrics::hot().redirect_found.increment(1);
             let status = state.settings.redirect_status;
             Ok((
                 status,
                 [
-                    (header::LOCATION, location),
+                    (header::LOCATION, redirect.location().clone()),
                     (header::CACHE_CONTROL, cache_control(status)),
                     (X_ROBOTS_TAG, HeaderValue::from_static("noindex")),
                 ],
