@@ -36,8 +36,8 @@ const FLUSH_CHUNK: usize = 1_000;
 /// How long the pass at shutdown may take; what is left waits for the next start.
 const ROLL_UP_AT_STOP: Duration = Duration::from_secs(2);
 
-/// At most this many chunks per pass (a million counts), so a fleet adding clicks as fast as one instance moves
-/// them cannot keep a pass going for ever; the rest waits for the next pass.
+/// At most this many chunks per pass (a million counts), so a fleet adding clicks as fast as
+/// one instance moves them cannot keep a pass going for ever; the rest waits for the next pass.
 const ROLL_UP_MAX_CHUNKS: usize = 1_000;
 
 /// While the service runs, a chunk of a flush or roll-up is followed by a pause of this many
@@ -46,19 +46,23 @@ const ROLL_UP_MAX_CHUNKS: usize = 1_000;
 const PAUSE_FACTOR: u32 = 3;
 
 /// Whether a flush or roll-up pauses between chunks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pace {
-    /// While serving: pause after each chunk (see [`PAUSE_FACTOR`]).
-    Spread,
+#[derive(Debug, Clone, Copy)]
+pub enum Pace<'a> {
+    /// While serving: pause after each chunk (`PAUSE_FACTOR`), until `stop` is
+    /// cancelled (a stopping instance finishes the write at once).
+    Spread(&'a CancellationToken),
     /// At a stop, where only finishing soon matters: no pauses.
     AtOnce,
 }
 
-impl Pace {
+impl Pace<'_> {
     /// Waits after a chunk that began at `started`, as this pace asks.
     async fn after_chunk(self, started: Instant) {
-        if self == Pace::Spread {
-            tokio::time::sleep(started.elapsed() * PAUSE_FACTOR).await;
+        if let Pace::Spread(stop) = self {
+            tokio::select! {
+                () = tokio::time::sleep(started.elapsed() * PAUSE_FACTOR) => {}
+                () = stop.cancelled() => {}
+            }
         }
     }
 }
@@ -121,7 +125,7 @@ impl ClickCounter {
 
     /// Writes every pending count to `store`, in chunks, paced by `pace`; the number of codes
     /// written. On failure nothing is lost: the counts not yet written wait for the next flush.
-    pub async fn flush(&self, store: &AnyStore, pace: Pace) -> Result<usize, StoreError> {
+    pub async fn flush(&self, store: &AnyStore, pace: Pace<'_>) -> Result<usize, StoreError> {
         let mut batch = self.take();
         if batch.is_empty() {
             return Ok(0);
@@ -149,7 +153,7 @@ impl ClickCounter {
 
 /// Moves pending clicks into their links, chunk by chunk, paced by `pace`, until none are
 /// left; the number moved.
-pub async fn roll_up(store: &AnyStore, pace: Pace) -> Result<u64, StoreError> {
+pub async fn roll_up(store: &AnyStore, pace: Pace<'_>) -> Result<u64, StoreError> {
     let mut total = 0;
     for _ in 0..ROLL_UP_MAX_CHUNKS {
         let started = Instant::now();
@@ -183,12 +187,12 @@ pub async fn run_flusher(
             _ = ticks.tick() => {}
             () = stop.cancelled() => break,
         }
-        if let Err(e) = counter.flush(store, Pace::Spread).await {
+        if let Err(e) = counter.flush(store, Pace::Spread(&stop)).await {
             tracing::warn!(error = %e, "could not write click counts; will retry");
         }
         if last_roll_up.elapsed() >= ROLL_UP_EVERY {
             last_roll_up = Instant::now();
-            match roll_up(store, Pace::Spread).await {
+            match roll_up(store, Pace::Spread(&stop)).await {
                 Ok(moved) => tracing::debug!(moved, "pending clicks moved into links"),
                 Err(e) => tracing::warn!(error = %e, "could not move pending clicks; will retry"),
             }
