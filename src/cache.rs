@@ -30,7 +30,9 @@ pub enum Target {
 /// [`crate::clicks`]).
 #[derive(Debug)]
 pub struct Redirect {
-    code: Box<str>,
+    /// Inline, like the cache's keys: loading a link (every uncached lookup) allocates no
+    /// second copy of its code.
+    code: CompactString,
     location: HeaderValue,
     /// Clicks counted since [`crate::clicks::ClickCounter`] last took them.
     pub(crate) unwritten_clicks: AtomicU64,
