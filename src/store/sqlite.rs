@@ -245,24 +245,22 @@ impl Store for SqliteStore {
     }
 
     async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {
-        if counts.is_empty() {
-            return Ok(());
+        // Multi-row statements with the counts bound, [`ROWS_PER_INSERT`] codes each (a flush
+        // sends chunks of that size, so one statement): a statement per code would cost a
+        // round trip to the driver's worker thread each, and counts passed as one JSON array
+        // cost SQLite half as much again to take apart as to write. Several statements share
+        // one transaction, so a failure adds none of the counts and the caller can retry all.
+        match counts.len() {
+            0 => Ok(()),
+            n if n <= ROWS_PER_INSERT => upsert_clicks(&self.writer, counts).await,
+            _ => {
+                let mut tx = self.writer.begin().await?;
+                for chunk in counts.chunks(ROWS_PER_INSERT) {
+                    upsert_clicks(&mut *tx, chunk).await?;
+                }
+                Ok(tx.commit().await?)
+            }
         }
-        // One statement for the whole batch, the counts passed as one JSON array of
-        // `[code, n]` pairs (serialised straight from the slice): a statement per code would
-        // cost a round trip to the driver's worker thread each, thousands a second with many
-        // links in use. `WHERE true` tells the parser that `ON CONFLICT` is the upsert's.
-        let counts = serde_json::to_string(counts)
-            .map_err(|e| StoreError::Other(sqlx::Error::Encode(e.into())))?;
-        sqlx::query(
-            "INSERT INTO pending_clicks (code, clicks) \
-             SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true \
-             ON CONFLICT (code) DO UPDATE SET clicks = pending_clicks.clicks + excluded.clicks",
-        )
-        .bind(counts)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
     }
 
     async fn roll_up_clicks(&self, limit: u32) -> Result<u64, StoreError> {
@@ -418,7 +416,7 @@ impl Store for SqliteStore {
     }
 }
 
-/// Rows per `INSERT` statement: 6 bound values each, well under SQLite's limit of 32,766.
+/// Rows per `INSERT` statement: at most 6 bound values each, well under SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 1000;
 
 /// Inserts `links` within `tx`, skipping codes that exist already. For each link, in order:
@@ -492,6 +490,26 @@ fn insert_values(links: &[Link]) -> QueryBuilder<'_, sqlx::Sqlite> {
             .push_bind(&link.disabled_reason);
     });
     query
+}
+
+/// Adds `counts` (at most [`ROWS_PER_INSERT`]) to the pending clicks, in one statement.
+async fn upsert_clicks<'c>(
+    executor: impl sqlx::SqliteExecutor<'c>,
+    counts: &[(String, u64)],
+) -> Result<(), StoreError> {
+    let mut query = QueryBuilder::new("INSERT INTO pending_clicks (code, clicks) ");
+    query.push_values(counts, |mut row, (code, n)| {
+        row.push_bind(code.as_str())
+            .push_bind(i64::try_from(*n).unwrap_or(i64::MAX));
+    });
+    query
+        .push(" ON CONFLICT (code) DO UPDATE SET clicks = pending_clicks.clicks + excluded.clicks");
+    // Only the full-size statement is kept prepared: the last chunk of a flush has any length,
+    // and a prepared statement per length would keep up to the driver's cache of them (100),
+    // each compiled for up to a thousand rows, in memory.
+    let full = counts.len() == ROWS_PER_INSERT;
+    query.build().persistent(full).execute(executor).await?;
+    Ok(())
 }
 
 /// Brings stored links up to the imported ones of the same identity (see [`Store::import`]):

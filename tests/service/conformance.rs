@@ -244,6 +244,18 @@ async fn story(store: impl Store) {
     assert_eq!(store.roll_up_clicks(10).await.unwrap(), 1, "a_1");
     assert_eq!(store.totals().await.unwrap(), totals);
     assert_eq!(store.get("a_1").await.unwrap().unwrap().clicks, 12);
+
+    // More counts in one call than one statement takes: every one of them lands.
+    let mut counts: Vec<(String, u64)> = many.iter().map(|l| (l.code.clone(), 1)).collect();
+    counts.sort();
+    store.add_clicks(&counts).await.unwrap();
+    assert_eq!(store.get("many2499").await.unwrap().unwrap().clicks, 4);
+    assert_eq!(
+        store.totals().await.unwrap().clicks,
+        totals.clicks + 2500,
+        "every count added once"
+    );
+    assert_eq!(store.roll_up_clicks(10_000).await.unwrap(), 2500);
     store
         .check_schema()
         .await
