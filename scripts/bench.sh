@@ -12,7 +12,8 @@ through `shortener import`, then measures each scenario with wrk: the service an
 are started one at a time (server pinned to one CPU, wrk to another), run alternately for
 several rounds (the order flips every round so drift cancels), each run after a discarded
 warm-up. Prints one row per scenario and server: median req/s, p50, p99, peak RSS (VmHWM),
-CPU use of the server and of wrk, start-up to ready, errors, and ratios to the baseline.
+CPU use of the server and of wrk, start-up to ready, errors, and ratios to the baseline; for
+the service, the share of its link cache lookups that missed during the measured window.
 
 Scenarios (links stored in parentheses, full run / --quick):
   hot            uniform over 10k codes, all cached         vs baseline map   (10k / 10k)
@@ -271,6 +272,7 @@ pg_dataset() {
 
 # --- servers -----------------------------------------------------------------------------------
 port=""
+metrics_port="" # the service's metrics listener, for its cache counters
 ready_ms=0
 
 # start_server NAME CMD...: starts CMD pinned to the server CPU, waits for /readyz.
@@ -324,6 +326,15 @@ load() {
   ((status == 0)) || { cat "$out" >&2; die "wrk failed (status $status)"; }
 }
 
+# cache_lookups: "HITS MISSES" of the current server's link cache so far (negative hits count
+# as hits: the database was not asked); "0 0" for a server without metrics (the baselines).
+cache_lookups() {
+  [[ -n $metrics_port ]] || { echo "0 0"; return; }
+  curl -fs --max-time 5 "http://127.0.0.1:$metrics_port/metrics" | awk '
+    /^shortener_cache_lookups_total\{/ { if ($1 ~ /result="miss"/) m += $2; else h += $2 }
+    END { printf "%d %d\n", h, m }'
+}
+
 # check_status PATH EXPECTED [CURL ARGS...]: one request before measuring, so a broken
 # server is reported instead of measured.
 check_status() {
@@ -342,6 +353,11 @@ measure() {
   while [[ $1 != -- ]]; do wrk_args+=("$1"); shift; done
   shift
   local name=$scenario-${label// /-}-$round
+  metrics_port=""
+  if [[ $role == service ]]; then # its cache counters, read around the measured window
+    metrics_port=$(free_port)
+    set -- "$@" --metrics-listen "127.0.0.1:$metrics_port"
+  fi
   start_server "$name" "$@"
   local startup=$ready_ms
   if [[ ${wrk_args[0]} == create ]]; then
@@ -353,7 +369,8 @@ measure() {
   if ((warmup > 0)); then
     load "$warmup" "$run_dir/$name.warmup" "${wrk_args[@]}"
   fi
-  local ticks0 ticks1 load0 load1
+  local ticks0 ticks1 load0 load1 cache0 cache1
+  cache0=$(cache_lookups)
   ticks0=$(cpu_ticks "$server_pid")
   children_cpu
   load0=$(cat "$run_dir/times.sum")
@@ -361,34 +378,38 @@ measure() {
   children_cpu
   load1=$(cat "$run_dir/times.sum")
   ticks1=$(cpu_ticks "$server_pid")
+  cache1=$(cache_lookups)
   local rss_kb
   rss_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status")
   stop_server
   local json
   json=$(grep '^BENCH_RESULT ' "$run_dir/$name.wrk" | tail -1 | cut -d' ' -f2-)
   [[ -n $json ]] || { cat "$run_dir/$name.wrk" >&2; die "no result from wrk"; }
-  python3 - "$json" "$ticks0" "$ticks1" "$clk_tck" "$load0" "$load1" <<'PY' >"$run_dir/line"
+  python3 - "$json" "$ticks0" "$ticks1" "$clk_tck" "$load0" "$load1" "$cache0" "$cache1" \
+    <<'PY' >"$run_dir/line"
 import json, sys
 r = json.loads(sys.argv[1])
-t0, t1, hz, l0, l1 = (float(x) for x in sys.argv[2:])
+t0, t1, hz, l0, l1 = (float(x) for x in sys.argv[2:7])
+(h0, m0), (h1, m1) = ([int(n) for n in a.split()] for a in sys.argv[7:9])
 secs = r["seconds"]
+lookups = (h1 - h0) + (m1 - m0)
 print("\t".join(str(x) for x in (
     r["requests"] / secs, r["p50_us"], r["p99_us"], r["status_errors"] + r["socket_errors"],
-    "{:.1f}".format((t1 - t0) / hz / secs * 100), "{:.1f}".format((l1 - l0) / secs * 100))))
+    "{:.1f}".format((t1 - t0) / hz / secs * 100), "{:.1f}".format((l1 - l0) / secs * 100),
+    "{:.1f}".format((m1 - m0) / lookups * 100) if lookups else "-")))
 PY
-  printf 'run\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$role" "$label" "$links" "$round" \
-    "$(cut -f1-4 "$run_dir/line")" "$rss_kb" "$(cut -f5-6 "$run_dir/line")" "$startup" \
-    >>"$results"
+  printf 'run\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$role" "$label" "$links" \
+    "$round" "$(cut -f1-4 "$run_dir/line")" "$rss_kb" "$(cut -f5-6 "$run_dir/line")" "$startup" \
+    "$(cut -f7 "$run_dir/line")" >>"$results"
   log "  $scenario $label round $round: $(cut -f1 "$run_dir/line" | cut -d. -f1) req/s, p99 $(cut -f3 "$run_dir/line") µs"
 }
 
 service() { # DATABASE_URL [FLAGS...]: the service with the benchmark settings
-  # The defaults, but for the create limit (all of wrk's requests come from one address) and
-  # the metrics listener (nothing scrapes it; the metrics are still recorded).
+  # The defaults, but for the create limit (all of wrk's requests come from one address). The
+  # metrics listener is added by `measure`, on a port of its own, to read the cache counters.
   local url=$1
   shift
-  printf '%s\n' "$shortener" serve --database-url "$url" --metrics-listen off \
-    --create-rate-limit 0 "$@"
+  printf '%s\n' "$shortener" serve --database-url "$url" --create-rate-limit 0 "$@"
 }
 
 # pair SCENARIO LINKS: the service (A) and its reference (B), alternating, `rounds` times each.

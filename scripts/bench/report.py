@@ -7,7 +7,8 @@ Lines are `run`, `import` or `copy` records (see bench.sh). Each scenario row sh
 over its rounds; the ratio columns compare the row with the other server of its scenario
 (the baseline): requests per second (higher is better) and p99 (lower is better).
 "CPU us/req" is the server's CPU time per request (all its threads, not Postgres): on a
-shared or busy machine it is steadier than req/s.
+shared or busy machine it is steadier than req/s. "cache miss %" is the share of the service's
+link cache lookups that went to the database while measured ("-" with no cache or no lookups).
 """
 
 import statistics
@@ -31,6 +32,10 @@ def ms(us: float) -> str:
     return f"{us / 1000:.2f}"
 
 
+def median_or_none(values: list) -> "float | None":
+    return statistics.median(float(v) for v in values) if values else None
+
+
 def main() -> None:
     runs: "OrderedDict[tuple, list]" = OrderedDict()
     transfers = []
@@ -38,7 +43,8 @@ def main() -> None:
         for line in f:
             fields = line.rstrip("\n").split("\t")
             if fields[0] == "run":
-                # run scenario role label dataset round rps p50 p99 errors rss_kb srv_cpu load_cpu ready_ms
+                # run scenario role label dataset round rps p50 p99 errors rss_kb srv_cpu load_cpu
+                # ready_ms cache_miss_pct
                 key = (fields[1], fields[2], fields[3], fields[4])
                 runs.setdefault(key, []).append(fields[5:])
             elif fields[0] in ("import", "copy"):
@@ -58,6 +64,7 @@ def main() -> None:
             "load_cpu": statistics.median(col(7)),
             "ready": statistics.median(col(8)),
             "rounds": len(records),
+            "miss": median_or_none([r[9] for r in records if len(r) > 9 and r[9] != "-"]),
         }
         medians[(scenario, role)] = m
         rows.append((scenario, role, label, dataset, m))
@@ -74,6 +81,7 @@ def main() -> None:
         "CPU us/req",
         "wrk CPU%",
         "ready ms",
+        "cache miss %",
         "errors",
         "rounds",
         "rps ratio",
@@ -98,6 +106,7 @@ def main() -> None:
                 f"{m['srv_cpu'] / 100 / m['rps'] * 1e6:.1f}" if m["rps"] else "-",
                 f"{m['load_cpu']:.0f}",
                 f"{m['ready']:.0f}",
+                "-" if m["miss"] is None else f"{m['miss']:.1f}",
                 str(m["errors"]),
                 str(m["rounds"]),
                 rps_ratio,
