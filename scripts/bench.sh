@@ -280,6 +280,7 @@ start_server() {
   local name=$1 deadline t0
   shift
   port=$(free_port)
+  while [[ $port == "$metrics_port" ]]; do port=$(free_port); done # picked apart, may collide
   t0=$(now_ns)
   taskset -c "$server_cpu" "$@" --listen "127.0.0.1:$port" >"$run_dir/$name.log" 2>&1 &
   server_pid=$!
