@@ -1,8 +1,11 @@
 //! Group commit of creates: one task writes every new link, many per transaction.
 //!
-//! A create waits for the commit that holds its link, so a 201 still means "on disk". While
-//! one transaction commits, the creates that arrive queue up and go together in the next, so
-//! one fsync serves many requests under load and nothing waits at low load.
+//! A create waits until the commit that holds its link is on disk, so a 201 still means "on
+//! disk". While one transaction commits, the creates that arrive queue up and go together
+//! in the next, so one commit serves many requests under load and nothing waits at low load.
+//! Where a commit does not flush by itself (SQLite's `full`, see `Store::sync_commits`), a
+//! second task flushes and answers the groups already committed while the writer commits the
+//! next one: the disk's wait and the writer's work overlap instead of taking turns.
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,27 +53,66 @@ impl CreateWriter {
 }
 
 async fn run(store: AnyStore, mut pending: mpsc::Receiver<Pending>) {
+    // Unbounded, yet never longer than the creates in flight: each one waits for its answer.
+    let (committed, to_answer) = mpsc::unbounded_channel();
+    tokio::spawn(answer_when_synced(store.clone(), to_answer));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        write(&store, &mut batch).await;
+        let group = write(&store, &mut batch).await;
+        if committed.send(group).is_err() {
+            return;
+        }
     }
 }
 
-/// Writes one batch and answers every create in it.
-async fn write(store: &AnyStore, batch: &mut Vec<Pending>) {
+/// One committed (or failed) batch: its creates and what the store said.
+struct Committed {
+    replies: Vec<oneshot::Sender<Reply>>,
+    outcome: Result<Vec<bool>, StoreError>,
+}
+
+/// Writes one batch, in one transaction.
+async fn write(store: &AnyStore, batch: &mut Vec<Pending>) -> Committed {
     // Two creates of one alias in the same batch: the store inserts the first and reports the
     // second as taken, exactly as if they had come one after the other.
     let links: Vec<Link> = batch.iter().map(|p| p.link.clone()).collect();
     metrics::counter!("shortener_create_batches_total").increment(1);
-    match store.insert_batch(&links).await {
-        Ok(inserted) => {
-            for (p, done) in batch.drain(..).zip(inserted) {
-                let _ = p.reply.send(Ok(done));
-            }
-        }
-        Err(e) => {
-            for p in batch.drain(..) {
-                let _ = p.reply.send(Err(e.for_each_waiter()));
+    let outcome = store.insert_batch(&links).await;
+    Committed {
+        replies: batch.drain(..).map(|p| p.reply).collect(),
+        outcome,
+    }
+}
+
+/// Answers committed batches once a flush that began after their commits has returned: one
+/// flush for all the batches committed while the previous one ran.
+async fn answer_when_synced(store: AnyStore, mut committed: mpsc::UnboundedReceiver<Committed>) {
+    let mut groups = Vec::new();
+    while committed.recv_many(&mut groups, MAX_BATCH).await > 0 {
+        let synced = if groups.iter().any(|g| g.outcome.is_ok()) {
+            store.sync_commits().await
+        } else {
+            Ok(())
+        };
+        for group in groups.drain(..) {
+            // A batch that failed reports its own error; one committed, the flush's.
+            let outcome = group.outcome.and_then(|inserted| {
+                synced
+                    .as_ref()
+                    .map(|()| inserted)
+                    .map_err(|e| e.for_each_waiter())
+            });
+            match outcome {
+                Ok(inserted) => {
+                    for (reply, done) in group.replies.into_iter().zip(inserted) {
+                        let _ = reply.send(Ok(done));
+                    }
+                }
+                Err(e) => {
+                    for reply in group.replies {
+                        let _ = reply.send(Err(e.for_each_waiter()));
+                    }
+                }
             }
         }
     }

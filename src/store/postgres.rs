@@ -250,6 +250,11 @@ impl Store for PostgresStore {
         Ok(inserted)
     }
 
+    async fn sync_commits(&self) -> Result<(), StoreError> {
+        // A commit returns once Postgres has flushed it (`synchronous_commit`, on by default).
+        Ok(())
+    }
+
     async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = insert_skipping(&mut tx, links).await?;

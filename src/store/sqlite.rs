@@ -5,8 +5,10 @@
 //!   are created.
 //! - `synchronous=FULL` by default: a create is acknowledged only once it is on disk, so it
 //!   survives a crash of the process *and* of the machine. Clicks are flushed in batches, so
-//!   the cost is paid once per batch, not per click. Creates commit in groups, and with a
-//!   few dozen in flight their rate is bound by how long a group's `fsync` takes; `NORMAL`
+//!   the cost is paid once per batch, not per click. Creates commit in groups at `NORMAL`
+//!   and are answered after an `fdatasync` of the WAL that began after their commit
+//!   ([`Store::sync_commits`], `wal_sync`), so the next group commits while the last one is
+//!   flushed; every other write commits at `FULL`. `NORMAL` for everything
 //!   (`--sqlite-synchronous normal`) leaves flushing to checkpoints, still durable across a
 //!   crash of the process, not of the machine.
 //! - one connection for every write, apart from the readers: SQLite has one writer at a time
@@ -36,9 +38,10 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, SqliteConnection, SqlitePool};
+use sqlx::{Connection as _, QueryBuilder, SqliteConnection, SqlitePool};
 
 use super::sqlite_lookups::Lookups;
+use super::wal_sync::WalSync;
 use super::{
     ImportOutcome, OpenMode, PoolOptions, Store, StoreError, Synchronous, Totals, check_applied,
     classify_skipped, skipped,
@@ -57,6 +60,9 @@ pub struct SqliteStore {
     background_checkpoints: bool,
     /// Redirect lookups that skip the pool (none for a read-only or in-memory database).
     lookups: Option<Arc<Lookups>>,
+    /// With `synchronous=full` on a file: the WAL flush that makes the commits of
+    /// [`Store::insert_batch`] (run at `NORMAL`) durable, in [`Store::sync_commits`].
+    wal_sync: Option<Arc<WalSync>>,
 }
 
 /// WAL frames (pages) after which [`SqliteStore::checkpoint`] restarts the log: 64 MiB of
@@ -131,11 +137,15 @@ impl SqliteStore {
                 }
             }
         });
+        let wal_sync = file_of(url)
+            .filter(|_| !read_only && options.sqlite_synchronous == Synchronous::Full)
+            .map(|path| Arc::new(WalSync::new(&path)));
         Ok(Self {
             pool,
             writer,
             background_checkpoints,
             lookups,
+            wal_sync,
         })
     }
 }
@@ -312,10 +322,42 @@ impl Store for SqliteStore {
     }
 
     async fn insert_batch(&self, links: &[Link]) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let inserted = insert_new(&mut tx, links).await?;
-        tx.commit().await?;
-        Ok(inserted)
+        let mut conn = self.writer.acquire().await?;
+        let deferred = self.wal_sync.is_some();
+        if deferred {
+            // Leaves the flush to `sync_commits`; every other write stays at FULL.
+            sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let inserted = async {
+            let mut tx = conn.begin().await?;
+            let inserted = insert_new(&mut tx, links).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(inserted)
+        }
+        .await;
+        if deferred {
+            let restored = sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = restored {
+                // A connection that cannot be put back to FULL must write nothing else.
+                tracing::warn!(error = %e, "closing the SQLite writer left at synchronous=NORMAL");
+                conn.close_on_drop();
+            }
+        }
+        inserted
+    }
+
+    async fn sync_commits(&self) -> Result<(), StoreError> {
+        let Some(wal_sync) = self.wal_sync.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || wal_sync.sync())
+            .await
+            .map_err(|e| StoreError::Config(format!("the WAL flush did not finish: {e}")))?
+            .map_err(|e| StoreError::from(sqlx::Error::Io(e)))
     }
 
     async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
@@ -538,4 +580,70 @@ async fn catch_up(tx: &mut SqliteConnection, links: &[&Link]) -> Result<(), Stor
         query.build().execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &tempfile::TempDir, sync: Synchronous) -> SqliteStore {
+        let url = format!("sqlite://{}", dir.path().join("links.db").display());
+        let options = PoolOptions {
+            sqlite_synchronous: sync,
+            ..PoolOptions::default()
+        };
+        let store = SqliteStore::connect(&url, &options).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    async fn writer_synchronous(store: &SqliteStore) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap()
+    }
+
+    fn link(code: &str) -> Link {
+        Link {
+            code: code.into(),
+            url: "https://example.com/".into(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            clicks: 0,
+            disabled_at: None,
+            disabled_reason: None,
+        }
+    }
+
+    /// Only the batches of creates, flushed by `sync_commits`, commit at NORMAL under `full`:
+    /// the writer is back at FULL (2) for every other write, whether the batch went in or not.
+    #[tokio::test]
+    async fn under_full_only_batches_leave_the_flush_to_sync_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = store(&dir, Synchronous::Full).await;
+        assert!(full.wal_sync.is_some());
+        assert_eq!(writer_synchronous(&full).await, 2);
+        assert_eq!(
+            full.insert_batch(&[link("a"), link("b")]).await.unwrap(),
+            [true, true]
+        );
+        full.sync_commits().await.unwrap();
+        assert_eq!(writer_synchronous(&full).await, 2);
+
+        sqlx::query("DROP TABLE links")
+            .execute(&full.writer)
+            .await
+            .unwrap();
+        assert!(full.insert_batch(&[link("c")]).await.is_err());
+        assert_eq!(writer_synchronous(&full).await, 2);
+        full.close().await;
+
+        let dir = tempfile::tempdir().unwrap();
+        let normal = store(&dir, Synchronous::Normal).await;
+        assert!(normal.wal_sync.is_none());
+        assert_eq!(normal.insert_batch(&[link("a")]).await.unwrap(), [true]);
+        normal.sync_commits().await.unwrap();
+        assert_eq!(writer_synchronous(&normal).await, 1);
+        normal.close().await;
+    }
 }

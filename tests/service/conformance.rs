@@ -191,6 +191,7 @@ async fn story(store: impl Store) {
         store.insert_batch(&batch).await.unwrap(),
         vec![true, false, true]
     );
+    store.sync_commits().await.expect("the batch made durable");
     assert_eq!(store.get("batch2").await.unwrap(), Some(batch[2].clone()));
     assert_eq!(store.get("Abc123").await.unwrap().unwrap().url, first.url);
     assert_eq!(store.insert_batch(&[]).await.unwrap(), Vec::<bool>::new());
