@@ -5,7 +5,8 @@
 //! in the next, so one commit serves many requests under load and nothing waits at low load.
 //! Where a commit does not flush by itself (SQLite's `full`, see `Store::sync_commits`), a
 //! second task flushes and answers the groups already committed while the writer commits the
-//! next one: the disk's wait and the writer's work overlap instead of taking turns.
+//! next one: the disk's wait and the writer's work overlap instead of taking turns. Where it
+//! does (Postgres, SQLite's `normal`), the writer answers a group at its commit.
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,13 +55,22 @@ impl CreateWriter {
 
 async fn run(store: AnyStore, mut pending: mpsc::Receiver<Pending>) {
     // Unbounded, yet never longer than the creates in flight: each one waits for its answer.
-    let (committed, to_answer) = mpsc::unbounded_channel();
-    tokio::spawn(answer_when_synced(store.clone(), to_answer));
+    let syncing = store.defers_sync().then(|| {
+        let (committed, to_answer) = mpsc::unbounded_channel();
+        tokio::spawn(answer_when_synced(store.clone(), to_answer));
+        committed
+    });
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let group = write(&store, &mut batch).await;
-        if committed.send(group).is_err() {
-            return;
+        match &syncing {
+            Some(committed) => {
+                if committed.send(group).is_err() {
+                    return;
+                }
+            }
+            // The commit is durable: answered at once, without a second task's wake-up.
+            None => group.answer(&Ok(())),
         }
     }
 }
@@ -69,6 +79,31 @@ async fn run(store: AnyStore, mut pending: mpsc::Receiver<Pending>) {
 struct Committed {
     replies: Vec<oneshot::Sender<Reply>>,
     outcome: Result<Vec<bool>, StoreError>,
+}
+
+impl Committed {
+    /// Answers every create of the batch, once `synced` tells whether its commit is durable.
+    fn answer(self, synced: &Result<(), StoreError>) {
+        // A batch that failed reports its own error; one committed, the flush's.
+        let outcome = self.outcome.and_then(|inserted| {
+            synced
+                .as_ref()
+                .map(|()| inserted)
+                .map_err(StoreError::for_each_waiter)
+        });
+        match outcome {
+            Ok(inserted) => {
+                for (reply, done) in self.replies.into_iter().zip(inserted) {
+                    let _ = reply.send(Ok(done));
+                }
+            }
+            Err(e) => {
+                for reply in self.replies {
+                    let _ = reply.send(Err(e.for_each_waiter()));
+                }
+            }
+        }
+    }
 }
 
 /// Writes one batch, in one transaction.
@@ -95,25 +130,7 @@ async fn answer_when_synced(store: AnyStore, mut committed: mpsc::UnboundedRecei
             Ok(())
         };
         for group in groups.drain(..) {
-            // A batch that failed reports its own error; one committed, the flush's.
-            let outcome = group.outcome.and_then(|inserted| {
-                synced
-                    .as_ref()
-                    .map(|()| inserted)
-                    .map_err(|e| e.for_each_waiter())
-            });
-            match outcome {
-                Ok(inserted) => {
-                    for (reply, done) in group.replies.into_iter().zip(inserted) {
-                        let _ = reply.send(Ok(done));
-                    }
-                }
-                Err(e) => {
-                    for reply in group.replies {
-                        let _ = reply.send(Err(e.for_each_waiter()));
-                    }
-                }
-            }
+            group.answer(&synced);
         }
     }
 }

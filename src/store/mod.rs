@@ -252,6 +252,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// `normal`).
     fn sync_commits(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Whether the commits of [`Store::insert_batch`] wait for [`Store::sync_commits`] to be
+    /// durable; if not, that call does nothing and a batch may be answered at its commit.
+    fn defers_sync(&self) -> bool;
+
     /// The link with this code, disabled or not.
     fn get(&self, code: &str) -> impl Future<Output = Result<Option<Link>, StoreError>> + Send;
 
@@ -421,6 +425,12 @@ impl Store for AnyStore {
     }
     async fn sync_commits(&self) -> Result<(), StoreError> {
         delegate!(self, s => s.sync_commits())
+    }
+    fn defers_sync(&self) -> bool {
+        match self {
+            AnyStore::Sqlite(s) => s.defers_sync(),
+            AnyStore::Postgres(s) => s.defers_sync(),
+        }
     }
     async fn get(&self, code: &str) -> Result<Option<Link>, StoreError> {
         delegate!(self, s => s.get(code))

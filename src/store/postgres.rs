@@ -255,6 +255,10 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn defers_sync(&self) -> bool {
+        false
+    }
+
     async fn import(&self, links: &[Link]) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = insert_skipping(&mut tx, links).await?;

@@ -350,6 +350,10 @@ impl Store for SqliteStore {
         inserted
     }
 
+    fn defers_sync(&self) -> bool {
+        self.wal_sync.is_some()
+    }
+
     async fn sync_commits(&self) -> Result<(), StoreError> {
         let Some(wal_sync) = self.wal_sync.clone() else {
             return Ok(());
