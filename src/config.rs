@@ -203,7 +203,7 @@ pub struct PoolArgs {
     /// SQLite: when a write counts as done. `full`: once it is on disk, so it survives a crash
     /// of the machine; `normal`: once the OS has it, which survives a crash of the process
     /// (`kill -9`) but may lose the last commits on a power loss or kernel crash, for about a
-    /// quarter more creates per second.
+    /// third more creates per second under load.
     #[arg(long, env = "SHORTENER_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]
     pub sqlite_synchronous: Synchronous,
 }
