@@ -323,7 +323,7 @@ impl Store for SqliteStore {
 
     async fn insert_batch(&self, links: &[Link]) -> Result<Vec<bool>, StoreError> {
         let mut conn = self.writer.acquire().await?;
-        let deferred = self.wal_sync.is_some();
+        let deferred = self.defers_sync();
         if deferred {
             // Leaves the flush to `sync_commits`; every other write stays at FULL.
             sqlx::query("PRAGMA synchronous = NORMAL")
