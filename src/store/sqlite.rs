@@ -31,6 +31,7 @@
 //!   already come from the OS page cache.
 
 use std::collections::HashSet;
+use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -360,7 +361,13 @@ impl Store for SqliteStore {
         };
         tokio::task::spawn_blocking(move || wal_sync.sync())
             .await
-            .map_err(|e| StoreError::Config(format!("the WAL flush did not finish: {e}")))?
+            // A flush that never finished leaves the commits as unknown to be on disk as a
+            // failed one: the same answer (503, retry), not a configuration error.
+            .unwrap_or_else(|e| {
+                Err(io::Error::other(format!(
+                    "the WAL flush did not finish: {e}"
+                )))
+            })
             .map_err(|e| StoreError::from(sqlx::Error::Io(e)))
     }
 
