@@ -616,8 +616,9 @@ mod tests {
         store
     }
 
-    async fn writer_synchronous(store: &SqliteStore) -> i64 {
-        sqlx::query_scalar("PRAGMA synchronous")
+    /// The value of pragma `name` on the writing connection.
+    async fn writer_pragma(store: &SqliteStore, name: &str) -> i64 {
+        sqlx::query_scalar(&format!("PRAGMA {name}"))
             .fetch_one(&store.writer)
             .await
             .unwrap()
@@ -641,20 +642,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let full = store(&dir, Synchronous::Full).await;
         assert!(full.wal_sync.is_some());
-        assert_eq!(writer_synchronous(&full).await, 2);
+        assert_eq!(writer_pragma(&full, "synchronous").await, 2);
         assert_eq!(
             full.insert_batch(&[link("a"), link("b")]).await.unwrap(),
             [true, true]
         );
         full.sync_commits().await.unwrap();
-        assert_eq!(writer_synchronous(&full).await, 2);
+        assert_eq!(writer_pragma(&full, "synchronous").await, 2);
 
         sqlx::query("DROP TABLE links")
             .execute(&full.writer)
             .await
             .unwrap();
         assert!(full.insert_batch(&[link("c")]).await.is_err());
-        assert_eq!(writer_synchronous(&full).await, 2);
+        assert_eq!(writer_pragma(&full, "synchronous").await, 2);
         full.close().await;
 
         let dir = tempfile::tempdir().unwrap();
@@ -662,7 +663,7 @@ mod tests {
         assert!(normal.wal_sync.is_none());
         assert_eq!(normal.insert_batch(&[link("a")]).await.unwrap(), [true]);
         normal.sync_commits().await.unwrap();
-        assert_eq!(writer_synchronous(&normal).await, 1);
+        assert_eq!(writer_pragma(&normal, "synchronous").await, 1);
         normal.close().await;
     }
 
@@ -673,11 +674,7 @@ mod tests {
     async fn a_batch_undone_half_way_keeps_its_statement_journal_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir, Synchronous::Full).await;
-        let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store")
-            .fetch_one(&store.writer)
-            .await
-            .unwrap();
-        assert_eq!(temp_store, 2, "MEMORY");
+        assert_eq!(writer_pragma(&store, "temp_store").await, 2, "MEMORY");
 
         // Two statements of `ROWS_PER_INSERT` rows: the second one changes every page of the
         // table (some thirty, past the 64 KiB at which a journal on disk would spill to a file)
