@@ -693,18 +693,17 @@ mod tests {
         );
         let mut second: Vec<Link> = codes.iter().skip(1).step_by(2).map(|c| link(c)).collect();
         second.pop();
-        second.push(link("c00000"));
+        second.push(link(&codes[0]));
         let inserted = store.insert_batch(&second).await.unwrap();
         assert_eq!(
             inserted.iter().filter(|&&new| new).count(),
             ROWS_PER_INSERT - 1
         );
         assert!(!inserted[ROWS_PER_INSERT - 1], "c00000 was taken");
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM links")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(stored, 2 * ROWS_PER_INSERT as i64 - 1);
+        assert_eq!(
+            store.totals().await.unwrap().links,
+            2 * ROWS_PER_INSERT as u64 - 1
+        );
         store.close().await;
     }
 }
