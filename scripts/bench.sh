@@ -10,8 +10,8 @@ Usage: scripts/bench.sh [--quick] [options]
 Builds the release binary and the baseline servers (examples/baseline.rs), prepares datasets
 through `shortener import`, then measures each scenario with wrk: the service and its baseline
 are started one at a time (server pinned to one CPU, wrk to another), run alternately for
-several rounds (the order flips every round so drift cancels), each run after a discarded
-warm-up. Prints one row per scenario and server: median req/s, p50, p99, peak RSS (VmHWM),
+several rounds (the order flips every round so drift cancels), each run after its SQLite file
+was read into the OS page cache and a discarded warm-up. Prints one row per scenario and server: median req/s, p50, p99, peak RSS (VmHWM),
 CPU use of the server and of wrk, start-up to ready, errors, and ratios to the baseline; for
 the service, the share of its link cache lookups that missed during the measured window.
 
@@ -21,7 +21,8 @@ Scenarios (links stored in parentheses, full run / --quick):
   cold-sqlite    cache off, uniform over every code         vs baseline sqlite (1M / 10k)
   cold-pg        cache off, uniform, on Postgres            vs baseline postgres (1M / 10k)
   create-sqlite  POST /api/v1/links on an empty SQLite file (no baseline), with the default
-                 --sqlite-synchronous full and with normal
+                 --sqlite-synchronous full and with normal, and with the default on a copy
+                 of the middle dataset                                        (1M / 10k)
   create-pg      POST /api/v1/links on an empty Postgres database (no baseline)
   scale-hot      hot on 10M links vs the same on 10k links  (full run only)
   scale-cold     cold on 10M links vs the same on 10k links (full run only)
@@ -336,6 +337,21 @@ cache_lookups() {
     END { printf "%d %d\n", h, m }'
 }
 
+# warm_files CMD...: reads the SQLite database a server command names (and its WAL) into the OS
+# page cache. A long-running server keeps the pages it reads cached, but this machine's page
+# cache loses idle file pages within minutes with gigabytes of memory free (a 133 MB database
+# unread for 5 minutes: 42% of it gone), so a dataset left idle by the previous scenarios would
+# otherwise be read from disk during the run, on the service's request threads.
+warm_files() {
+  local arg file
+  for arg in "$@"; do
+    [[ $arg == sqlite:* ]] || continue
+    for file in "${arg#sqlite:}" "${arg#sqlite:}-wal"; do
+      if [[ -f $file ]]; then cat -- "$file" >/dev/null; fi
+    done
+  done
+}
+
 # check_status PATH EXPECTED [CURL ARGS...]: one request before measuring, so a broken
 # server is reported instead of measured.
 check_status() {
@@ -359,6 +375,7 @@ measure() {
     metrics_port=$(free_port)
     set -- "$@" --metrics-listen "127.0.0.1:$metrics_port"
   fi
+  warm_files "$@"
   start_server "$name" "$@"
   local startup=$ready_ms
   if [[ ${wrk_args[0]} == create ]]; then
@@ -443,7 +460,9 @@ if ((quick)); then
   mid=$small mid_label=10k
 else
   mid="links-1m" mid_label=1M
-  if wants zipf || wants cold-sqlite || wants cold-pg; then dataset "$mid" 1000000; fi
+  if wants zipf || wants cold-sqlite || wants cold-pg || wants create-sqlite; then
+    dataset "$mid" 1000000
+  fi
 fi
 big=""
 if ((with_10m)) && { wants scale-hot || wants scale-cold; }; then
@@ -493,16 +512,25 @@ if ((with_pg)) && wants cold-pg; then
 fi
 if wants create-sqlite; then
   log "scenario create-sqlite"
-  # The default (`synchronous=full`, an fsync per group commit) and `normal`, alternating.
+  # The default (`synchronous=full`, an fsync per group commit) and `normal` on an empty file,
+  # and the default on a copy of the middle dataset (creates into a database that already
+  # holds many links touch more pages, and checkpoints have more to write), in turns.
   for ((round = 1; round <= rounds; round++)); do
-    order=(full normal)
-    ((round % 2)) || order=(normal full)
-    for sync in "${order[@]}"; do
-      db=$run_dir/create-$round-$sync.db
+    order=(full normal stored)
+    ((round % 2)) || order=(stored normal full)
+    for variant in "${order[@]}"; do
+      db=$run_dir/create-$round-$variant.db
+      links=0 label=service sync=full
+      case $variant in
+        normal) sync=normal label="service (synchronous=normal)" ;;
+        stored)
+          cp -- "$data/$mid.db" "$db"
+          if [[ -f $data/$mid.db-wal ]]; then cp -- "$data/$mid.db-wal" "$db-wal"; fi
+          links=$mid_label label="service ($mid_label links stored)"
+          ;;
+      esac
       mapfile -t cmd < <(service "sqlite:$db" --sqlite-synchronous "$sync")
-      label=service
-      [[ $sync == full ]] || label="service (synchronous=$sync)"
-      measure create-sqlite service "$label" 0 "$round" - 201 create -- "${cmd[@]}"
+      measure create-sqlite service "$label" "$links" "$round" - 201 create -- "${cmd[@]}"
       rm -f "$db" "$db-wal" "$db-shm"
     done
   done

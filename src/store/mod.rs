@@ -4,6 +4,7 @@
 //! an [`AnyStore`], an enum that implements [`Store`] by delegation: no boxing, no
 //! `async_trait`, and one conformance suite (`tests/`) runs unchanged against both backends.
 
+mod db_flush;
 mod postgres;
 mod sqlite;
 mod sqlite_lookups;
