@@ -4,8 +4,9 @@
 //!
 //! Every mode is bare axum on the same Tokio runtime and allocator as the service
 //! (`#[tokio::main]`: the multi-threaded runtime, one worker per CPU the process may run on;
-//! mimalloc) and answers
-//! `GET /{code}` with `302 Found` and the link's `Location`, or `404` for an unknown code:
+//! mimalloc, with the system's transparent huge pages, which the service turns off for itself)
+//! and answers `GET /{code}` with `302 Found` and the link's `Location`, or `404` for an
+//! unknown code:
 //!
 //! - `map`: looks the code up in an in-memory `HashMap`, loaded at start from the links of
 //!   `--database-url` or from `--codes-file` (one `CODE` or `CODE URL` a line).

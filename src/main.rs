@@ -14,5 +14,28 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     shortener::telemetry::init(cli.log_format);
+    without_huge_pages();
     shortener::run(cli).await
 }
+
+/// Turns transparent huge pages off for this process (the kernel checks at every page fault,
+/// so memory mapped before this call is covered too).
+///
+/// mimalloc asks for huge pages on the memory it maps (`MADV_HUGEPAGE`), and as it gives pages
+/// back to the OS and takes them again, a first touch of a 2 MiB range faulted in and zeroed
+/// a whole huge page on the request's thread. Under a churning working set (a Zipf mix over
+/// 1M links, where the link cache turns over) that was about 5% of the CPU, and it made the
+/// p99 of redirects 5-23 ms instead of about 3 ms; the process also held 20-30 MiB more.
+/// Creates and imports measured the same or a little faster without huge pages; hot redirects
+/// about 3% slower (their small working set fits in fewer huge pages than small ones in the
+/// TLB), a price worth the tail and the memory.
+#[cfg(target_os = "linux")]
+fn without_huge_pages() {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        // A sandbox may refuse the call; the service works the same, with a slower tail.
+        tracing::debug!(error = %e, "could not turn transparent huge pages off");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn without_huge_pages() {}

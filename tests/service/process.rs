@@ -141,6 +141,22 @@ async fn healthcheck_probes_the_listen_address() {
     }
 }
 
+/// The binary turns transparent huge pages off for itself (see `main.rs` for why): the kernel
+/// shows the process's flag in `/proc/PID/status`.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_service_runs_without_transparent_huge_pages() {
+    let db = TestDb::sqlite();
+    let bin = Binary::start(&db.url, &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id())).unwrap();
+    let flag = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    assert_eq!(flag, Some("0"), "{status}");
+    assert!(bin.terminate().success());
+}
+
 #[tokio::test]
 async fn bad_configuration_is_a_clear_error_not_a_panic() {
     let exe = env!("CARGO_BIN_EXE_shortener");
