@@ -21,14 +21,13 @@ async fn main() -> ExitCode {
 /// Turns transparent huge pages off for this process (the kernel checks at every page fault,
 /// so memory mapped before this call is covered too).
 ///
-/// mimalloc asks for huge pages on the memory it maps (`MADV_HUGEPAGE`), and as it gives pages
-/// back to the OS and takes them again, a first touch of a 2 MiB range faulted in and zeroed
-/// a whole huge page on the request's thread. Under a churning working set (a Zipf mix over
-/// 1M links, where the link cache turns over) that was about 5% of the CPU, and it made the
-/// p99 of redirects 5-23 ms instead of about 3 ms; the process also held 20-30 MiB more.
-/// Creates and imports measured the same or a little faster without huge pages; hot redirects
-/// about 3% slower (their small working set fits in fewer huge pages than small ones in the
-/// TLB), a price worth the tail and the memory.
+/// mimalloc asks for huge pages on the memory it maps (`MADV_HUGEPAGE`), so the first touch of
+/// a 2 MiB range it had not used yet, or had handed back to the OS, faulted in and zeroed a
+/// whole huge page on the request's thread. Under a churning working set (a Zipf mix over 1M
+/// links, where the link cache turns over) that was about 5% of the CPU, and it made the p99
+/// of redirects 5-23 ms instead of about 3 ms; the process also held 20-30 MiB more. Creates
+/// and imports measured the same or a little faster without huge pages, hot redirects about
+/// 3% slower (more TLB misses over a small working set): a price worth the tail and memory.
 #[cfg(target_os = "linux")]
 fn without_huge_pages() {
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {

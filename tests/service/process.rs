@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::{Binary, TestDb, client, free_port, get_json};
+use crate::support::{Binary, TestDb, client, free_port, get_json, proc_status};
 
 async fn create(client: &reqwest::Client, bin: &Binary, url: &str) -> String {
     let r = client
@@ -148,12 +148,8 @@ async fn healthcheck_probes_the_listen_address() {
 async fn the_service_runs_without_transparent_huge_pages() {
     let db = TestDb::sqlite();
     let bin = Binary::start(&db.url, &[]);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id())).unwrap();
-    let flag = status
-        .lines()
-        .find_map(|line| line.strip_prefix("THP_enabled:"))
-        .map(str::trim);
-    assert_eq!(flag, Some("0"), "{status}");
+    let flag = proc_status(bin.child.id(), "THP_enabled");
+    assert_eq!(flag.as_deref(), Some("0"));
     assert!(bin.terminate().success());
 }
 

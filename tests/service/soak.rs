@@ -8,16 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::load::{Load, Mix, seed};
-use crate::support::{Binary, TestDb, client, free_port};
+use crate::support::{Binary, TestDb, client, free_port, proc_status};
 
 /// Resident memory (KiB) and open file descriptors of process `pid`.
 fn sample(pid: u32) -> (u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+    let rss = proc_status(pid, "VmRSS")
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("VmRSS");
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("proc fd")

@@ -339,6 +339,16 @@ impl Drop for Binary {
     }
 }
 
+/// The value of `field` in `/proc/PID/status` of process `pid`, trimmed (`None` when the
+/// kernel does not show that field).
+pub fn proc_status(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        Some(value.trim().to_owned())
+    })
+}
+
 /// A free loopback port (bound then released: fine for a server started right after).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
