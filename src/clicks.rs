@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::Redirect;
@@ -73,7 +74,7 @@ pub struct ClickCounter {
     /// The links clicked since the last flush, each once: put here by its first click, which
     /// is the only one that takes this lock. The same code may be here more than once, in
     /// links loaded again (the cache off, or an entry expired).
-    clicked: Mutex<Vec<Arc<Redirect>>>,
+    clicked: Mutex<Vec<(CompactString, Arc<Redirect>)>>,
     /// Counts a failed write left, for the next flush.
     unwritten: Mutex<Vec<(String, u64)>>,
 }
@@ -84,12 +85,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ClickCounter {
-    /// Counts one click on `link`.
-    pub fn record(&self, link: &Arc<Redirect>) {
+    /// Counts one click on `link`, the link of `code`.
+    pub fn record(&self, code: &str, link: &Arc<Redirect>) {
         // Only the flusher sets the count back to zero, after taking the list: the click that
         // finds zero is the one that must put the link on the (new) list.
         if link.unwritten_clicks.fetch_add(1, Ordering::Relaxed) == 0 {
-            lock(&self.clicked).push(Arc::clone(link));
+            lock(&self.clicked).push((code.into(), Arc::clone(link)));
         }
     }
 
@@ -103,9 +104,9 @@ impl ClickCounter {
             std::mem::replace(&mut *clicked, room)
         };
         let mut batch = std::mem::take(&mut *lock(&self.unwritten));
-        batch.extend(clicked.iter().filter_map(|link| {
+        batch.extend(clicked.iter().filter_map(|(code, link)| {
             let n = link.unwritten_clicks.swap(0, Ordering::Relaxed);
-            (n > 0).then(|| (link.code().to_owned(), n))
+            (n > 0).then(|| (code.to_string(), u64::from(n)))
         }));
         batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         batch.dedup_by(|later, kept| {
@@ -213,24 +214,24 @@ pub async fn run_flusher(
 mod tests {
     use super::*;
 
-    fn redirect(code: &str) -> Arc<Redirect> {
+    fn redirect() -> Arc<Redirect> {
         let location = axum::http::HeaderValue::from_static("https://example.org/");
-        Arc::new(Redirect::new(code, location))
+        Arc::new(Redirect::new(location))
     }
 
     #[test]
     fn counts_add_up_and_survive_a_restore() {
         let counter = ClickCounter::default();
-        let abc = redirect("abc");
+        let abc = redirect();
         for _ in 0..3 {
-            counter.record(&abc);
+            counter.record("abc", &abc);
         }
-        counter.record(&redirect("xyz"));
+        counter.record("xyz", &redirect());
         let batch = counter.take();
         assert_eq!(batch, vec![("abc".into(), 3), ("xyz".into(), 1)]);
         assert!(counter.take().is_empty());
         counter.restore(batch);
-        counter.record(&abc);
+        counter.record("abc", &abc);
         let again = counter.take();
         assert_eq!(again, vec![("abc".into(), 4), ("xyz".into(), 1)]);
     }
@@ -238,21 +239,21 @@ mod tests {
     #[test]
     fn a_code_loaded_twice_is_counted_once_with_both_counts() {
         let counter = ClickCounter::default();
-        let (first, second) = (redirect("abc"), redirect("abc"));
-        counter.record(&first);
-        counter.record(&second);
-        counter.record(&second);
+        let (first, second) = (redirect(), redirect());
+        counter.record("abc", &first);
+        counter.record("abc", &second);
+        counter.record("abc", &second);
         assert_eq!(counter.take(), vec![("abc".into(), 3)]);
     }
 
     #[test]
     fn a_link_clicked_after_a_take_is_listed_again() {
         let counter = ClickCounter::default();
-        let abc = redirect("abc");
-        counter.record(&abc);
+        let abc = redirect();
+        counter.record("abc", &abc);
         assert_eq!(counter.take(), vec![("abc".into(), 1)]);
-        counter.record(&abc);
-        counter.record(&abc);
+        counter.record("abc", &abc);
+        counter.record("abc", &abc);
         assert_eq!(counter.take(), vec![("abc".into(), 2)]);
         assert!(counter.take().is_empty());
     }
@@ -260,14 +261,15 @@ mod tests {
     #[test]
     fn clicks_from_many_threads_are_all_counted() {
         let counter = Arc::new(ClickCounter::default());
-        let links: Vec<_> = (0..8).map(|i| redirect(&format!("c{i}"))).collect();
+        let links: Vec<_> = (0..8).map(|i| (format!("c{i}"), redirect())).collect();
         let mut total = 0;
         std::thread::scope(|scope| {
             for t in 0..4 {
                 let (counter, links) = (&counter, &links);
                 scope.spawn(move || {
                     for i in 0..10_000 {
-                        counter.record(&links[(i + t) % links.len()]);
+                        let (code, link) = &links[(i + t) % links.len()];
+                        counter.record(code, link);
                     }
                 });
             }

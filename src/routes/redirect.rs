@@ -41,7 +41,7 @@ pub async fn follow(
     match state.resolve(code).await? {
         Some(Target::Redirect(redirect)) => {
             if request.method() == Method::GET {
-                state.clicks.record(&redirect);
+                state.clicks.record(code, &redirect);
             }
             crate::metrics::hot().redirect_found.increment(1);
             let status = state.settings.redirect_status;
