@@ -12,6 +12,7 @@ pub mod cache;
 pub mod clicks;
 pub mod config;
 pub mod error;
+pub mod header_timer;
 pub mod healthcheck;
 pub mod keys;
 pub mod link;

@@ -13,11 +13,13 @@ use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
+
+use crate::header_timer::ConnectionTimer;
 
 /// Serves `app` on `listener` until `stop` resolves, then closes the listener and waits for
 /// open connections to finish their current request (the caller bounds that wait).
@@ -34,7 +36,6 @@ pub async fn run<S>(
 {
     let mut builder = http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
@@ -61,7 +62,12 @@ pub async fn run<S>(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 app.clone().oneshot(request)
             }));
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        // A timer of its own: the header-read timeout's deadlines share it (see `ConnectionTimer`).
+        let connection = builder
+            .clone()
+            .timer(ConnectionTimer::default())
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 trace_connection_error(&e, peer);

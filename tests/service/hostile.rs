@@ -173,6 +173,46 @@ async fn slow_clients_cannot_hold_connections_open() {
         "silent connection: {read:?}"
     );
 
+    // A connection that was served, then stalls in its next request, is closed when that
+    // request's time is up, not the first's: the first head takes 300 ms to arrive, so the
+    // second's deadline is 300 ms after the first's.
+    let mut stalling = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let opened = Instant::now();
+    stalling
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stalling.write_all(b"Host: stalling\r\n\r\n").await.unwrap();
+    let mut first = [0u8; 512];
+    let n = stalling.read(&mut first).await.unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "first request: {:?}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    stalling
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: stal")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), stalling.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "a stalled second request held its connection for 5 s"
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+        "unexpected answer to a stalled second request: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_millis(700),
+        "closed {:?} after opening, before the second request's deadline (about 800 ms)",
+        opened.elapsed()
+    );
+
     // Meanwhile a normal client is served.
     assert_eq!(app.get("/").await.status(), 200);
     app.stop().await;
