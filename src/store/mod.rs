@@ -19,7 +19,7 @@ use thiserror::Error;
 use crate::keys::ApiKeyRecord;
 use crate::link::{Destination, Link};
 
-pub use postgres::{Change, PostgresStore};
+pub use postgres::{Change, PostgresStore, ROLL_UP_LOCK};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in a store, in terms the rest of the service acts on.
@@ -268,16 +268,17 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Destination>, StoreError>> + Send;
 
     /// Adds click counts, sorted by code (so concurrent writers lock rows in one order); codes
-    /// that do not exist are ignored. They land in a small table of pending clicks, which
-    /// every read of a link adds in, until [`Store::roll_up_clicks`] moves them.
+    /// that do not exist are ignored. They land in a small table of pending clicks (on
+    /// Postgres a log, a row per code and call), which every read of a link adds in, until
+    /// [`Store::roll_up_clicks`] moves them.
     fn add_clicks(
         &self,
         counts: &[(String, u64)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Moves up to `limit` pending click counts, in code order, into their links, in one
-    /// transaction; the number of counts moved (fewer than `limit`: none are left, or other
-    /// instances are moving the rest).
+    /// Moves up to `limit` pending click counts (rows of the Postgres log), in code order,
+    /// into their links, in one transaction; the number of counts moved (fewer than `limit`:
+    /// none are left, or other instances are moving the rest).
     fn roll_up_clicks(&self, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Disables a link (it then answers 410 and its code is never reused). `false` if there is

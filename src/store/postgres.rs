@@ -29,6 +29,11 @@ pub const CHANGES_CHANNEL: &str = "shortener_link_changes";
 
 const COLUMNS: &str = "code, url, created_at, clicks, disabled_at, disabled_reason";
 
+/// The advisory lock that gives one instance at a time the turn to move logged clicks into
+/// their links (seen in `pg_locks` as `classid` 1936224114, `objid` 1952672875): the bytes of
+/// "shortclk", a key no other user of the database would pick.
+pub const ROLL_UP_LOCK: i64 = 0x7368_6f72_7463_6c6b;
+
 /// The schema migrations of this backend, embedded in the binary.
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -179,10 +184,10 @@ impl Store for PostgresStore {
             .iter()
             .map(|(c, n)| (c.as_str(), i64::try_from(*n).unwrap_or(i64::MAX)))
             .unzip();
+        // Appended, never upserted: see migrations/postgres/0004_click_log.sql.
         sqlx::query(
-            "INSERT INTO pending_clicks (code, clicks) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
-             ON CONFLICT (code) DO UPDATE SET clicks = pending_clicks.clicks + EXCLUDED.clicks",
+            "INSERT INTO click_log (code, clicks) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[])",
         )
         .bind(codes)
         .bind(clicks)
@@ -192,22 +197,34 @@ impl Store for PostgresStore {
     }
 
     async fn roll_up_clicks(&self, limit: u32) -> Result<u64, StoreError> {
-        // One statement: the counts deleted are the counts added. `SKIP LOCKED` lets the
-        // instances of a fleet move different codes at once instead of queueing.
+        let mut tx = self.pool.begin().await?;
+        // One instance at a time: two instances moving rows of the same codes would update
+        // the same links in different orders and could deadlock. The others find the turn
+        // taken and leave the rest to their next pass.
+        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(ROLL_UP_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !mine {
+            return Ok(0);
+        }
+        // One statement: the counts deleted are the counts added, summed per code (a code
+        // has a row per flush that counted it).
         let moved: i64 = sqlx::query_scalar(
             "WITH moved AS ( \
-                 DELETE FROM pending_clicks WHERE code IN ( \
-                     SELECT code FROM pending_clicks ORDER BY code LIMIT $1 \
-                     FOR UPDATE SKIP LOCKED) \
+                 DELETE FROM click_log WHERE ctid = ANY (ARRAY( \
+                     SELECT ctid FROM click_log ORDER BY code LIMIT $1)) \
                  RETURNING code, clicks), \
              added AS ( \
-                 UPDATE links SET clicks = links.clicks + moved.clicks \
-                 FROM moved WHERE links.code = moved.code) \
+                 UPDATE links SET clicks = links.clicks + m.clicks \
+                 FROM (SELECT code, SUM(clicks)::bigint AS clicks FROM moved GROUP BY code) AS m \
+                 WHERE links.code = m.code) \
              SELECT COUNT(*) FROM moved",
         )
         .bind(i64::from(limit))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(moved.unsigned_abs())
     }
 
@@ -334,8 +351,8 @@ impl Store for PostgresStore {
     async fn totals(&self) -> Result<Totals, StoreError> {
         let row = sqlx::query_as(
             "SELECT COUNT(*), (COALESCE(SUM(clicks), 0) + \
-                 (SELECT COALESCE(SUM(p.clicks), 0) FROM pending_clicks AS p \
-                  JOIN links AS l ON l.code = p.code))::bigint, \
+                 (SELECT COALESCE(SUM(c.clicks), 0) FROM click_log AS c \
+                  JOIN links AS l ON l.code = c.code))::bigint, \
              COUNT(disabled_at) FROM links",
         )
         .fetch_one(&self.pool)
@@ -391,7 +408,7 @@ async fn catch_up(tx: &mut PgConnection, links: &[&Link]) -> Result<(), StoreErr
     }
     let disabled: Vec<String> = sqlx::query_scalar::<_, Option<String>>(
         "UPDATE links SET clicks = GREATEST(links.clicks, u.clicks - COALESCE( \
-                 (SELECT p.clicks FROM pending_clicks AS p WHERE p.code = links.code), 0)), \
+                 (SELECT SUM(c.clicks) FROM click_log AS c WHERE c.code = links.code), 0)::bigint), \
              disabled_at = COALESCE(links.disabled_at, u.disabled_at), \
              disabled_reason = CASE WHEN links.disabled_at IS NULL \
                  THEN u.disabled_reason ELSE links.disabled_reason END \
