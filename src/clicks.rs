@@ -6,9 +6,10 @@
 //! are kept and retried, and a last flush runs at shutdown, so a graceful stop loses nothing.
 //!
 //! The store keeps flushed counts in a small table of pending clicks (cheap to write: it holds
-//! only recently clicked codes), and the same task moves them into the links about once a
-//! minute, in code order and in chunks, so one pass rewrites each page of links at most once
-//! and creates are never held up behind it for long.
+//! only recently clicked codes; on Postgres a log, a row per code and flush), and the same
+//! task moves them into the links about once a minute, in code order and in chunks, so one
+//! pass rewrites each page of links at most once and creates are never held up behind it for
+//! long.
 //!
 //! Both writes go in chunks with a pause after each ([`Pace`]): the database work of a flush
 //! runs on a thread that shares the cores with the request workers, and a flush of 10k codes
