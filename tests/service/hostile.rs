@@ -1,7 +1,10 @@
 //! Hostile input through the form and the API: each gets the right 4xx, nothing unescaped
 //! comes back, and the service keeps working.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::TestApp;
 
@@ -139,9 +142,6 @@ async fn broken_bodies_get_4xx_never_5xx() {
 
 #[tokio::test]
 async fn slow_clients_cannot_hold_connections_open() {
-    use std::time::{Duration, Instant};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     let app = TestApp::spawn_on(crate::support::TestDb::sqlite(), |s| {
         s.header_read_timeout = Duration::from_millis(500);
     })
@@ -203,9 +203,6 @@ async fn slow_clients_cannot_hold_connections_open() {
 /// Waits, at most 5 s, for the server to close `stream`, which stopped in the middle of a
 /// request (`what`): a 408 may come first, nothing else.
 async fn closed_while_stalled(stream: &mut tokio::net::TcpStream, what: &str) {
-    use std::time::Duration;
-    use tokio::io::AsyncReadExt;
-
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
     assert!(read.is_ok(), "{what} held its connection open for 5 s");
