@@ -229,16 +229,19 @@ start_postgres() {
   if [[ $(id -u) == 0 ]] && ! runuser -u postgres -- test -x "$bench_dir"; then
     pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/bench-pg.XXXXXX") # the postgres user cannot enter BENCH_DIR
   fi
-  if [[ -f $pg_dir/data/PG_VERSION ]] && scripts/pg-temp.sh resume "$pg_dir" 2>"$run_dir/pg.log"; then
+  if [[ -f $pg_dir/data/PG_VERSION ]] && scripts/pg-temp.sh status "$pg_dir"; then
+    log "Postgres: cached cluster already running (left running at the end)"
+  elif [[ -f $pg_dir/data/PG_VERSION ]] && scripts/pg-temp.sh resume "$pg_dir" 2>"$run_dir/pg.log"; then
     log "Postgres: cached cluster resumed"
+    pg_started=1
   else
     log "Postgres: starting a throwaway cluster (scripts/pg-temp.sh)"
     [[ -d $pg_dir ]] && rm -rf -- "$pg_dir"
     rm -f "$bench_dir"/pg-*.done
     scripts/pg-temp.sh start "$pg_dir" >/dev/null 2>"$run_dir/pg.log" \
       || { cat "$run_dir/pg.log" >&2; die "Postgres did not start"; }
+    pg_started=1
   fi
-  pg_started=1
   pg_admin="postgres://postgres@127.0.0.1:$(cat "$pg_dir/port")/postgres"
   pin_postgres
 }

@@ -3,13 +3,15 @@
 #
 #   scripts/pg-temp.sh start DIR   prints an admin URL (role with CREATEDB) on stdout
 #   scripts/pg-temp.sh stop DIR    stops it (by the PID in DIR)
-#   scripts/pg-temp.sh resume DIR  starts a stopped cluster again on its port
+#   scripts/pg-temp.sh resume DIR  starts a stopped cluster again on its port (a running one is
+#                                  left as it is)
+#   scripts/pg-temp.sh status DIR  succeeds if the cluster is running
 #
 # initdb refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
 
-cmd=${1:?usage: pg-temp.sh start|stop|resume DIR}
-dir=${2:?usage: pg-temp.sh start|stop|resume DIR}
+cmd=${1:?usage: pg-temp.sh start|stop|resume|status DIR}
+dir=${2:?usage: pg-temp.sh start|stop|resume|status DIR}
 
 as_pg() {
   if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -32,9 +34,14 @@ case $cmd in
     ;;
   resume)
     port=$(cat "$dir/port")
+    # pg_ctl refuses to start a running cluster; callers asking for it running get it.
+    if "$0" status "$dir"; then exit 0; fi
     as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 30 \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
       start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+    ;;
+  status)
+    as_pg pg_ctl -D "$dir/data" status >/dev/null 2>&1
     ;;
   stop)
     if [[ -f $dir/data/postmaster.pid ]]; then
@@ -42,7 +49,7 @@ case $cmd in
     fi
     ;;
   *)
-    echo "usage: pg-temp.sh start|stop|resume DIR" >&2
+    echo "usage: pg-temp.sh start|stop|resume|status DIR" >&2
     exit 2
     ;;
 esac
