@@ -5,6 +5,7 @@
 //! `async_trait`, and one conformance suite (`tests/`) runs unchanged against both backends.
 
 mod db_flush;
+mod pg_lookups;
 mod postgres;
 mod sqlite;
 mod sqlite_lookups;

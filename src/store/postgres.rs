@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgListener;
@@ -12,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use super::pg_lookups::Lookups;
 use super::{
     ImportOutcome, PoolOptions, Store, StoreError, Totals, check_applied, classify_skipped, skipped,
 };
@@ -22,6 +24,8 @@ use crate::link::{Destination, Link, now};
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Redirect lookups, gathered into shared queries under load.
+    lookups: Arc<Lookups>,
 }
 
 /// The channel on which changed link codes are announced to every instance.
@@ -61,7 +65,8 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { pool })
+        let lookups = Arc::new(Lookups::start(&pool, options.max_connections));
+        Ok(Self { pool, lookups })
     }
 }
 
@@ -170,13 +175,7 @@ impl Store for PostgresStore {
     }
 
     async fn destination(&self, code: &str) -> Result<Option<Destination>, StoreError> {
-        let found = sqlx::query_as::<_, Destination>(
-            "SELECT url, disabled_at IS NOT NULL AS disabled FROM links WHERE code = $1",
-        )
-        .bind(code)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found)
+        self.lookups.destination(code).await
     }
 
     async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {

@@ -348,6 +348,102 @@ async fn postgres_passes_the_conformance_story() {
     story(db.store().await).await;
 }
 
+/// Uncached redirects that arrive together share queries: while Postgres holds them up, a
+/// hundred lookups wait in a handful of statements (a statement each would fill the pool),
+/// and then each gets its own code's answer, also with some of them gone meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_gathers_concurrent_lookups_into_a_few_queries() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let options = PoolOptions {
+        max_connections: 32,
+        ..PoolOptions::default()
+    };
+    let store = store::connect(&db.url, &options).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let links: Vec<Link> = (0..60)
+        .map(|i| link(&format!("g{i:02}"), &format!("https://example.com/{i}")))
+        .collect();
+    store.insert_batch(&links).await.unwrap();
+    for i in (0..60).step_by(7) {
+        assert!(store.disable(&format!("g{i:02}"), "test").await.unwrap());
+    }
+    let expected = |code: &str| {
+        let i: usize = code.strip_prefix('g')?.parse().ok()?;
+        Some(Destination {
+            url: format!("https://example.com/{i}"),
+            disabled: i % 7 == 0,
+        })
+    };
+
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("LOCK TABLE links IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    // Every link, some twice, and codes no link has.
+    let lookups: Vec<_> = (0..100)
+        .map(|i| {
+            let code = if i < 90 {
+                format!("g{:02}", i % 60)
+            } else {
+                format!("none{i}")
+            };
+            let (store, asked) = (store.clone(), code.clone());
+            (
+                code,
+                tokio::spawn(async move { store.destination(&asked).await }),
+            )
+        })
+        .collect();
+    let mut watch = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let waiting_statements = "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'SELECT code, url%' AND state = 'active'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (mut waiting, mut since) = (0_i64, std::time::Instant::now());
+    while since.elapsed() < std::time::Duration::from_millis(500) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} lookup statements, never settled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let now: i64 = sqlx::query_scalar(waiting_statements)
+            .fetch_one(&mut watch)
+            .await
+            .unwrap();
+        if now != waiting {
+            (waiting, since) = (now, std::time::Instant::now());
+        }
+    }
+    assert!(
+        (2..=5).contains(&waiting),
+        "100 lookups waited in {waiting} statements (one alone, at most four shared)"
+    );
+    // Requests that go away while they wait leave the others their answers.
+    for (_, lookup) in lookups.iter().step_by(9) {
+        lookup.abort();
+    }
+    held.commit().await.unwrap();
+    let mut answered = 0;
+    for (i, (code, lookup)) in lookups.into_iter().enumerate() {
+        match lookup.await {
+            Ok(found) => {
+                assert_eq!(found.unwrap(), expected(&code), "{code}");
+                answered += 1;
+            }
+            Err(e) => assert!(e.is_cancelled() && i % 9 == 0, "{code}: {e}"),
+        }
+    }
+    assert!(answered >= 88, "{answered} answered");
+    assert_eq!(
+        store.destination("g01").await.unwrap(),
+        expected("g01"),
+        "alone again"
+    );
+}
+
 #[tokio::test]
 async fn postgres_passes_it_without_a_statement_cache_and_as_postgresql() {
     // As behind PgBouncer in transaction mode (no prepared statement outlives its query),
