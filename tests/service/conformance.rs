@@ -400,7 +400,8 @@ async fn postgres_gathers_concurrent_lookups_into_a_few_queries() {
         .collect();
     let mut watch = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let waiting_statements = "SELECT COUNT(*) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'SELECT code, url%' AND state = 'active'";
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND query LIKE 'SELECT % FROM links WHERE code %' AND state = 'active'";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let (mut waiting, mut since) = (0_i64, std::time::Instant::now());
     while since.elapsed() < std::time::Duration::from_millis(500) {
