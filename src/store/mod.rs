@@ -262,7 +262,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn get(&self, code: &str) -> impl Future<Output = Result<Option<Link>, StoreError>> + Send;
 
     /// Where the link with this code leads, and whether it is disabled: the uncached
-    /// redirect's one query, which reads nothing else.
+    /// redirect's one query, which reads nothing else (on Postgres, lookups under way at the
+    /// same time share one).
     fn destination(
         &self,
         code: &str,
