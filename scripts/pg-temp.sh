@@ -17,6 +17,10 @@ as_pg() {
   if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+running() {
+  as_pg pg_ctl -D "$dir/data" status >/dev/null 2>&1
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -35,13 +39,13 @@ case $cmd in
   resume)
     port=$(cat "$dir/port")
     # pg_ctl refuses to start a running cluster; callers asking for it running get it.
-    if "$0" status "$dir"; then exit 0; fi
+    if running; then exit 0; fi
     as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 30 \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
       start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     ;;
   status)
-    as_pg pg_ctl -D "$dir/data" status >/dev/null 2>&1
+    running
     ;;
   stop)
     if [[ -f $dir/data/postmaster.pid ]]; then

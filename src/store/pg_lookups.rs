@@ -37,7 +37,6 @@ type Waiting = (CompactString, oneshot::Sender<Answer>);
 /// Redirect lookups through a pool: run alone when alone, else queued and gathered.
 #[derive(Debug)]
 pub(super) struct Lookups {
-    pool: PgPool,
     queue: mpsc::UnboundedSender<Waiting>,
     /// Lookups under way, queued or not.
     busy: AtomicUsize,
@@ -54,20 +53,17 @@ impl Lookups {
             tokio::spawn(serve(pool.clone(), Arc::clone(&waiting)));
         }
         Self {
-            pool: pool.clone(),
             queue,
             busy: AtomicUsize::new(0),
         }
     }
 
-    /// Where `code` leads (`None`: no link has it).
-    pub(super) async fn destination(&self, code: &str) -> Answer {
+    /// Where `code` leads (`None`: no link has it); a lookup alone runs through `pool`, the
+    /// pool these lookups were started on.
+    pub(super) async fn destination(&self, pool: &PgPool, code: &str) -> Answer {
         let busy = Busy::enter(&self.busy);
         if busy.alone {
-            return Ok(query(&self.pool, &[code])
-                .await?
-                .pop()
-                .map(|(_, found)| found));
+            return Ok(one(pool, code).await?);
         }
         let (tx, rx) = oneshot::channel();
         self.queue.send((code.into(), tx)).map_err(|_| stopped())?;
@@ -117,9 +113,7 @@ async fn serve(pool: PgPool, waiting: Arc<Mutex<mpsc::UnboundedReceiver<Waiting>
 /// A waiter that went away is skipped.
 async fn answer(pool: &PgPool, batch: &mut Vec<Waiting>) {
     let codes: Vec<&str> = batch.iter().map(|(code, _)| code.as_str()).collect();
-    let found = query(pool, &codes).await;
-    drop(codes);
-    match found {
+    match query(pool, &codes).await {
         Ok(found) => {
             for (code, tx) in batch.drain(..) {
                 let destination = found
@@ -144,14 +138,7 @@ async fn query(
     codes: &[&str],
 ) -> Result<Vec<(CompactString, Destination)>, sqlx::Error> {
     if let [code] = codes {
-        // A list of one costs Postgres more than this (4 µs of its CPU a lookup, measured one
-        // at a time), for the code it sends back.
-        let found = sqlx::query_as::<_, Destination>(
-            "SELECT url, disabled_at IS NOT NULL AS disabled FROM links WHERE code = $1",
-        )
-        .bind(code)
-        .fetch_optional(pool)
-        .await?;
+        let found = one(pool, code).await?;
         return Ok(found
             .map(|found| ((*code).into(), found))
             .into_iter()
@@ -167,6 +154,17 @@ async fn query(
         .into_iter()
         .map(|(code, url, disabled)| (code.into(), Destination { url, disabled }))
         .collect())
+}
+
+/// The link of `code`, if there is one: the statement of a lone code. A list of one costs
+/// Postgres more (4 µs of its CPU a lookup, measured one at a time), for the code it sends back.
+async fn one(pool: &PgPool, code: &str) -> Result<Option<Destination>, sqlx::Error> {
+    sqlx::query_as::<_, Destination>(
+        "SELECT url, disabled_at IS NOT NULL AS disabled FROM links WHERE code = $1",
+    )
+    .bind(code)
+    .fetch_optional(pool)
+    .await
 }
 
 /// The lookup statement for `size` codes, a power of two from 2 to [`MAX_BATCH`].

@@ -175,7 +175,7 @@ impl Store for PostgresStore {
     }
 
     async fn destination(&self, code: &str) -> Result<Option<Destination>, StoreError> {
-        self.lookups.destination(code).await
+        self.lookups.destination(&self.pool, code).await
     }
 
     async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {
