@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::StatusCode;
 use tower::Layer;
 use url::Url;
@@ -18,7 +17,7 @@ use crate::config::ServeArgs;
 use crate::error::AppError;
 use crate::link::{Link, ShortCode, TargetUrl, UrlError, UrlPolicy};
 use crate::ratelimit::{LimitSettings, RateLimits};
-use crate::routes;
+use crate::routes::Routes;
 use crate::store::{AnyStore, Store, StoreError};
 use crate::track::{Track, TrackLayer};
 use crate::writer::CreateWriter;
@@ -273,10 +272,10 @@ impl AppState {
 }
 
 /// The public service: the routes in the request layer.
-pub type App = Track<Router>;
+pub type App = Track<Routes>;
 
 /// The public service: the routes, in the request layer ([`crate::track`]).
 pub fn router(state: AppState) -> App {
     let track = TrackLayer::new(state.settings.request_timeout, state.shutting_down.clone());
-    track.layer(routes::routes(state.settings.body_limit).with_state(state))
+    track.layer(Routes::new(state))
 }

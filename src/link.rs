@@ -82,7 +82,9 @@ pub enum AliasError {
     Reserved(String),
 }
 
-fn is_reserved(s: &str) -> bool {
+/// Whether `s` is one of the reserved words (any case): never an alias, and every fixed path
+/// of one segment the service answers is one of them.
+pub fn is_reserved(s: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(s))
 }
 

@@ -114,6 +114,9 @@ fn table() -> Vec<Row> {
         row("GET",  "/missing1+", Plain, 404, HTML),
         row("GET",  "/%FF%FE", Plain, 404, HTML),
         row("GET",  "/a/b/c", Plain, 404, HTML),
+        row("GET",  "/admin", Plain, 404, HTML),
+        row("GET",  "/static", Plain, 404, HTML),
+        row("HEAD", "/missing1", Plain, 404, HTML),
         row("POST", "/fixture1", Plain, 405, HTML),
         row("GET",  "/fixture1", Flooder, 429, HTML),
         // The API: create.

@@ -70,6 +70,11 @@ async fn ids_of(app: &TestApp, paths: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn a_request_over_the_timeout_gets_a_clear_503_and_a_log_line() {
     // The test runtime has one thread, so a thread-local subscriber sees the service's logs.
+    // But `tracing` caches whether a log call is wanted once per process, asking the first
+    // thread that reaches it: another test's thread, with no subscriber, would answer "never"
+    // for the failure log (tracing-core's single-subscriber path). A global subscriber that
+    // keeps nothing makes every thread's answer "yes".
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
     let log = LogBuffer::default();
     let _guard = tracing::subscriber::set_default(
         tracing_subscriber::fmt()
