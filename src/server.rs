@@ -2,11 +2,10 @@
 //! `axum::serve` does not expose), each connection's peer address for [`ConnectInfo`], and a
 //! graceful stop that lets in-flight requests finish.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-use std::convert::Infallible;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
@@ -15,8 +14,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use crate::header_timer::ConnectionTimer;
@@ -55,13 +54,10 @@ pub async fn run<S>(
         };
         // Redirects are tiny responses: send them at once rather than waiting for more data.
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service =
-            TowerToHyperService::new(tower::service_fn(move |request: Request<Incoming>| {
-                let mut request = request.map(Body::new);
-                request.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(request)
-            }));
+        let service = PerConnection {
+            app: app.clone(),
+            peer,
+        };
         // A timer of its own: the header-read timeout's deadlines share it (see `ConnectionTimer`).
         let connection = builder
             .clone()
@@ -84,5 +80,30 @@ fn trace_connection_error(e: &hyper::Error, peer: SocketAddr) {
         tracing::debug!(%peer, "closed a connection that sent no complete request in time");
     } else {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The service of one connection: the app, with the peer's address put into every request.
+///
+/// hyper-util's adapter from tower (`TowerToHyperService`) would clone the closure holding
+/// the app, and the closure the app, for every request: each clone is a few reference counts,
+/// atomics that a redirect measurably pays for.
+struct PerConnection<S> {
+    app: S,
+    peer: SocketAddr,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for PerConnection<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Oneshot<S, Request>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        self.app.clone().oneshot(request)
     }
 }
