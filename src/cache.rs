@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderValue;
 use compact_str::CompactString;
+use quanta::Instant;
 use quick_cache::sync::Cache;
 
 use crate::link::Destination;
@@ -89,7 +90,9 @@ pub enum Lookup {
 ///
 /// `quick_cache` (sharded, read-locked, S3-FIFO eviction) keeps a hit to a hash, a shared lock
 /// and a clone; expiry is checked on read against the time each entry was stored, so no
-/// background task runs and an expired entry is simply replaced on its next miss.
+/// background task runs and an expired entry is simply replaced on its next miss. That time
+/// is `quanta`'s: read from the CPU's counter, cheaper than the OS clock on every hit, and 8
+/// bytes in the entry instead of 16.
 pub struct LinkCache(Option<Caches>);
 
 struct Caches {

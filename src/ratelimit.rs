@@ -87,9 +87,12 @@ impl RateLimits {
 
     /// Refuses lookups from a client that is over its not-found budget.
     pub fn check_lookup(&self, ip: IpAddr) -> Result<(), AppError> {
-        // With the limit off nobody is ever blocked: keep the redirect path free of the lookup.
+        // With the limit off, or before anyone was blocked, nobody is: keep the redirect path
+        // free of the lookup (and of a clock read).
+        let blocked_until = self.blocked_until_ms.load(Ordering::Relaxed);
         if self.not_found.is_none()
-            || self.millis(Instant::now()) > self.blocked_until_ms.load(Ordering::Relaxed)
+            || blocked_until == 0
+            || self.millis(Instant::now()) > blocked_until
         {
             return Ok(());
         }

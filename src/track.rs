@@ -13,12 +13,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
+use quanta::Instant;
 use tower::{Layer, Service};
 use tracing::Span;
 
@@ -164,6 +165,7 @@ pin_project! {
         span: Span,
         // The instance was stopping when the request arrived.
         close: bool,
+        // `quanta`'s clock, as the link cache's: two reads on every request.
         started: Instant,
         route: RouteLabel,
         method: MethodLabel,
@@ -184,10 +186,11 @@ where
             Poll::Ready(Ok(response)) => response,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => {
-                let deadline = tokio::time::Instant::from_std(*this.started + *this.timeout);
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                let (started, timeout) = (*this.started, *this.timeout);
+                let timer = this.timer.get_or_insert_with(|| {
+                    let left = timeout.saturating_sub(started.elapsed());
+                    Box::pin(tokio::time::sleep(left))
+                });
                 ready!(timer.as_mut().poll(cx));
                 timed_out(this.route.as_str())
             }
