@@ -85,9 +85,9 @@ fn trace_connection_error(e: &hyper::Error, peer: SocketAddr) {
 
 /// The service of one connection: the app, with the peer's address put into every request.
 ///
-/// hyper-util's adapter from tower (`TowerToHyperService`) would clone the closure holding
-/// the app, and the closure the app, for every request: each clone is a few reference counts,
-/// atomics that a redirect measurably pays for.
+/// Rather than hyper-util's adapter from tower (`TowerToHyperService`), which for every request
+/// cloned the closure that held the app, and then the app again: each clone is a few reference
+/// counts, atomics that a redirect measurably pays for.
 struct PerConnection<S> {
     app: S,
     peer: SocketAddr,
