@@ -87,13 +87,11 @@ impl RateLimits {
 
     /// Refuses lookups from a client that is over its not-found budget.
     pub fn check_lookup(&self, ip: IpAddr) -> Result<(), AppError> {
-        // With the limit off, or before anyone was blocked, nobody is: keep the redirect path
-        // free of the lookup (and of a clock read).
+        // Before anyone was blocked (always, with the limit off) or once every block is past,
+        // nobody is: keep the redirect path free of the lookup, and the first case of a clock
+        // read too.
         let blocked_until = self.blocked_until_ms.load(Ordering::Relaxed);
-        if self.not_found.is_none()
-            || blocked_until == 0
-            || self.millis(Instant::now()) > blocked_until
-        {
+        if blocked_until == 0 || self.millis(Instant::now()) > blocked_until {
             return Ok(());
         }
         match self.blocked.get(&ip) {
