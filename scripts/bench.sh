@@ -490,14 +490,21 @@ mapfile -t svc_mid < <(service "sqlite:$data/$mid.db")
 small_probe=/$(first_code "$small")
 mid_probe=""
 [[ -f $data/$mid.codes ]] && mid_probe=/$(first_code "$mid") # absent when no scenario needs it
-if wants hot; then
+# The service's side of the hot and Zipf scenarios, also measured against itself below.
+service_hot() {
   a_label=service a_probe=$small_probe a_wrk=(uniform "$data/$small.codes") a_cmd=("${svc_small[@]}")
+}
+service_zipf() {
+  a_label=service a_probe=$mid_probe a_wrk=(zipf "$data/$mid.codes" 1.0) a_cmd=("${svc_mid[@]}")
+}
+if wants hot; then
+  service_hot
   b_label="baseline map" b_probe=$small_probe b_wrk=("${a_wrk[@]}")
   b_cmd=("$baseline" --mode map --database-url "sqlite:$data/$small.db")
   pair hot 10k
 fi
 if wants zipf; then
-  a_label=service a_probe=$mid_probe a_wrk=(zipf "$data/$mid.codes" 1.0) a_cmd=("${svc_mid[@]}")
+  service_zipf
   b_label="baseline map" b_probe=$mid_probe b_wrk=("${a_wrk[@]}")
   b_cmd=("$baseline" --mode map --database-url "sqlite:$data/$mid.db")
   pair zipf "$mid_label"
@@ -550,21 +557,23 @@ if ((with_pg)) && wants create-pg; then
   done
   psql_admin -c "DROP DATABASE IF EXISTS bench_create"
 fi
-# Click counting against the same service with its flush put off for the run: the cost of
-# counting (an atomic add per redirect) and of writing the counts every second. Put off, the
-# flush leaves every clicked link listed, and in memory, so that server's peak RSS grows with
-# the links clicked (121 against 73 MiB over the 1M Zipf mix).
+# pair_flush_off SCENARIO LINKS: the service as `a_*` describes it against itself with the
+# click flush put off for the run: the cost of counting (an atomic add per redirect) and of
+# writing the counts every second. Put off, the flush leaves every clicked link listed, and in
+# memory, so that server's peak RSS grows with the links clicked (121 against 73 MiB over the
+# 1M Zipf mix).
+pair_flush_off() {
+  b_label="service (click flush off)" b_probe=$a_probe b_wrk=("${a_wrk[@]}")
+  b_cmd=("${a_cmd[@]}" --click-flush-interval 1h)
+  pair "$@"
+}
 if wants clicks-hot; then
-  a_label="service" a_probe=$small_probe a_wrk=(uniform "$data/$small.codes") a_cmd=("${svc_small[@]}")
-  b_label="service (click flush off)" b_probe=$small_probe b_wrk=("${a_wrk[@]}")
-  b_cmd=("${svc_small[@]}" --click-flush-interval 1h)
-  pair clicks-hot 10k
+  service_hot
+  pair_flush_off clicks-hot 10k
 fi
 if wants clicks-zipf; then
-  a_label="service" a_probe=$mid_probe a_wrk=(zipf "$data/$mid.codes" 1.0) a_cmd=("${svc_mid[@]}")
-  b_label="service (click flush off)" b_probe=$mid_probe b_wrk=("${a_wrk[@]}")
-  b_cmd=("${svc_mid[@]}" --click-flush-interval 1h)
-  pair clicks-zipf "$mid_label"
+  service_zipf
+  pair_flush_off clicks-zipf "$mid_label"
 fi
 if [[ -n $big ]]; then
   mapfile -t svc_big < <(service "sqlite:$data/$big.db")
