@@ -298,7 +298,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SHORTENER_CACHE_NEGATIVE_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub cache_negative_ttl: Duration,
 
-    /// How often click counts are written to the database.
+    /// How often click counts are written to the database. Longer costs redirects less under
+    /// traffic to many links, but every link clicked since the last write is held in memory
+    /// until then, counts show later, and a crash loses more of them (a graceful stop writes
+    /// them all).
     #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
     pub click_flush_interval: Duration,
 
