@@ -35,8 +35,26 @@ const ROLL_UP_CHUNK: u32 = 1_000;
 /// Links whose counts [`ClickCounter::take`] takes between two yields to the runtime.
 const TAKE_CHUNK: usize = 1_000;
 
-/// Counts written per statement of a flush.
-const FLUSH_CHUNK: usize = 1_000;
+/// Counts written per transaction of a flush: at least this many ...
+const FLUSH_CHUNK_MIN: usize = 250;
+
+/// ... at most this many (one statement of the store's), in steps of the least.
+const FLUSH_CHUNK_MAX: usize = 1_000;
+
+/// Transactions a flush aims to stay within. Each chunk holds the writing thread for a while
+/// (about 0.5 ms for 1,000 codes), on a core the requests share, so small chunks keep the tail
+/// of redirects short; but every chunk is a commit, and commits cost throughput. Side by side,
+/// 10,000 codes a second in chunks of 250 took the hot p99 from 1.0 to 0.75 ms at the same
+/// rate, while 45,000 a second in chunks of 250 served 4-13% less than in chunks of 1,000.
+const FLUSH_COMMITS: usize = 40;
+
+/// The chunk size for a flush of `codes` counts.
+fn flush_chunk(codes: usize) -> usize {
+    codes
+        .div_ceil(FLUSH_COMMITS)
+        .next_multiple_of(FLUSH_CHUNK_MIN)
+        .clamp(FLUSH_CHUNK_MIN, FLUSH_CHUNK_MAX)
+}
 
 /// How long the pass at shutdown may take; what is left waits for the next start.
 const ROLL_UP_AT_STOP: Duration = Duration::from_secs(2);
@@ -147,10 +165,11 @@ impl ClickCounter {
         if batch.is_empty() {
             return Ok(0);
         }
+        let size = flush_chunk(batch.len());
         let mut written = 0;
         while written < batch.len() {
             let started = Instant::now();
-            let chunk = &batch[written..batch.len().min(written + FLUSH_CHUNK)];
+            let chunk = &batch[written..batch.len().min(written + size)];
             if let Err(e) = store.add_clicks(chunk).await {
                 metrics::counter!("shortener_click_flush_failures_total").increment(1);
                 self.restore(batch.split_off(written));
@@ -233,6 +252,21 @@ mod tests {
     fn redirect() -> Arc<Redirect> {
         let location = axum::http::HeaderValue::from_static("https://example.org/");
         Arc::new(Redirect::new(location))
+    }
+
+    #[test]
+    fn flushes_stay_within_their_commits_in_chunks_of_round_sizes() {
+        for (codes, chunk) in [
+            (0, 250),
+            (1, 250),
+            (10_000, 250),
+            (10_001, 500),
+            (30_000, 750),
+            (45_000, 1_000),
+            (1_000_000, 1_000),
+        ] {
+            assert_eq!(flush_chunk(codes), chunk, "{codes} codes");
+        }
     }
 
     #[tokio::test]
