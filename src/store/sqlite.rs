@@ -608,11 +608,11 @@ async fn upsert_clicks<'c>(
     });
     query
         .push(" ON CONFLICT (code) DO UPDATE SET clicks = pending_clicks.clicks + excluded.clicks");
-    // Only statements of a round number of rows are kept prepared (the flusher's chunks come
-    // in steps of 250, so at most four of them): the last chunk of a flush has any length, and
-    // a prepared statement per length would keep up to the driver's cache of them (100), each
-    // compiled for up to a thousand rows, in memory.
-    let round = counts.len() % 250 == 0;
+    // Only statements of the flusher's chunk sizes are kept prepared (multiples of
+    // `FLUSH_CHUNK_MIN` up to `ROWS_PER_INSERT`: four of them): the last chunk of a flush has
+    // any length, and a prepared statement per length would keep up to the driver's cache of
+    // them (100), each compiled for up to a thousand rows, in memory.
+    let round = counts.len() % crate::clicks::FLUSH_CHUNK_MIN == 0;
     query.build().persistent(round).execute(executor).await?;
     Ok(())
 }
