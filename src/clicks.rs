@@ -40,7 +40,7 @@ const TAKE_CHUNK: usize = 1_000;
 pub(crate) const FLUSH_CHUNK_MIN: usize = 250;
 
 /// ... and at most this many (one statement of the SQLite store's).
-const FLUSH_CHUNK_MAX: usize = 1_000;
+pub(crate) const FLUSH_CHUNK_MAX: usize = 1_000;
 const _: () = assert!(FLUSH_CHUNK_MAX % FLUSH_CHUNK_MIN == 0);
 
 /// Transactions a flush aims to stay within. Each chunk holds the writing thread for a while

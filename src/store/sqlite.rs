@@ -523,6 +523,13 @@ impl Store for SqliteStore {
 /// Rows per `INSERT` statement: at most 6 bound values each, well under SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 1000;
 
+// A chunk of the click flusher is one statement of `upsert_clicks`, and every chunk size the
+// flusher picks is one of the statements that function keeps prepared.
+const _: () = assert!(
+    crate::clicks::FLUSH_CHUNK_MAX <= ROWS_PER_INSERT
+        && ROWS_PER_INSERT % crate::clicks::FLUSH_CHUNK_MIN == 0
+);
+
 /// Inserts `links` within `tx`, skipping codes that exist already. For each link, in order:
 /// whether it was inserted (a code repeated within `links` counts once, for its first
 /// occurrence).
