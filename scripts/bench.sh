@@ -405,7 +405,7 @@ measure() {
   ticks0=$(cpu_ticks "$server_pid")
   children_cpu
   load0=$(cat "$run_dir/times.sum")
-  load "$run_seconds" "$run_dir/$name.wrk" "${wrk_args[@]}"
+  load "${run_seconds:-$duration}" "$run_dir/$name.wrk" "${wrk_args[@]}"
   children_cpu
   load1=$(cat "$run_dir/times.sum")
   ticks1=$(cpu_ticks "$server_pid")
@@ -444,15 +444,14 @@ service() { # DATABASE_URL [FLAGS...]: the service with the benchmark settings
 }
 
 # pair SCENARIO LINKS [SECONDS]: the service (A) and its reference (B), alternating, `rounds`
-# times each, measured for SECONDS a run (default --duration). Each side is described by
-# globals: *_label, *_probe (a path answering 302), *_wrk (wrk script arguments) and *_cmd (the
-# server command line).
+# times each, measured for SECONDS a run (default --duration; `measure` sees the local
+# `run_seconds`, and runs outside a pair the default). Each side is described by globals:
+# *_label, *_probe (a path answering 302), *_wrk (wrk script arguments) and *_cmd (the server
+# command line).
 a_label="" a_probe="" a_wrk=() a_cmd=()
 b_label="" b_probe="" b_wrk=() b_cmd=()
-run_seconds=$duration
 pair() {
-  local scenario=$1 links=$2 round
-  run_seconds=${3:-$duration}
+  local scenario=$1 links=$2 round run_seconds=${3:-$duration}
   log "scenario $scenario (${run_seconds}s a run)"
   for ((round = 1; round <= rounds; round++)); do
     if ((round % 2)); then
