@@ -523,12 +523,8 @@ impl Store for SqliteStore {
 /// Rows per `INSERT` statement: at most 6 bound values each, well under SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 1000;
 
-// A chunk of the click flusher is one statement of `upsert_clicks`, and every chunk size the
-// flusher picks is one of the statements that function keeps prepared.
-const _: () = assert!(
-    crate::clicks::FLUSH_CHUNK_MAX <= ROWS_PER_INSERT
-        && ROWS_PER_INSERT % crate::clicks::FLUSH_CHUNK_MIN == 0
-);
+// A chunk of the click flusher is one statement of `upsert_clicks`.
+const _: () = assert!(crate::clicks::FLUSH_CHUNK_MAX <= ROWS_PER_INSERT);
 
 /// Inserts `links` within `tx`, skipping codes that exist already. For each link, in order:
 /// whether it was inserted (a code repeated within `links` counts once, for its first
@@ -616,7 +612,7 @@ async fn upsert_clicks<'c>(
     query
         .push(" ON CONFLICT (code) DO UPDATE SET clicks = pending_clicks.clicks + excluded.clicks");
     // Only statements of the flusher's chunk sizes are kept prepared (multiples of
-    // `FLUSH_CHUNK_MIN` up to `ROWS_PER_INSERT`: four of them): the last chunk of a flush has
+    // `FLUSH_CHUNK_MIN` up to `FLUSH_CHUNK_MAX`: four of them): the last chunk of a flush has
     // any length, and a prepared statement per length would keep up to the driver's cache of
     // them (100), each compiled for up to a thousand rows, in memory.
     let round = counts.len() % crate::clicks::FLUSH_CHUNK_MIN == 0;
