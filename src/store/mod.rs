@@ -120,6 +120,15 @@ impl ImportOutcome {
     }
 }
 
+/// What one [`Store::roll_up_clicks`] moved.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RolledUp {
+    /// Counts moved (rows of the Postgres log).
+    pub moved: u64,
+    /// The greatest code among them: where the next chunk of the same pass starts.
+    pub last: Option<String>,
+}
+
 /// Aggregates of the links table, to tell whether a database changed while it was read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
@@ -278,10 +287,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         counts: &[(String, u64)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Moves up to `limit` pending click counts (rows of the Postgres log), in code order,
-    /// into their links, in one transaction; the number of counts moved (fewer than `limit`:
-    /// none are left, or other instances are moving the rest).
-    fn roll_up_clicks(&self, limit: u32) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Moves up to `limit` pending click counts (rows of the Postgres log) of codes from
+    /// `from` on (`""`: all of them), in code order, into their links, in one transaction.
+    /// Fewer than `limit` moved: none are left from `from` on, or another instance is moving
+    /// counts. A pass goes on from the last code moved, so counts added meanwhile behind it
+    /// wait for the next pass rather than being picked again chunk after chunk.
+    fn roll_up_clicks(
+        &self,
+        from: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<RolledUp, StoreError>> + Send;
 
     /// Disables a link (it then answers 410 and its code is never reused). `false` if there is
     /// no such link or it was already disabled.
@@ -445,8 +460,8 @@ impl Store for AnyStore {
     async fn add_clicks(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {
         delegate!(self, s => s.add_clicks(counts))
     }
-    async fn roll_up_clicks(&self, limit: u32) -> Result<u64, StoreError> {
-        delegate!(self, s => s.roll_up_clicks(limit))
+    async fn roll_up_clicks(&self, from: &str, limit: u32) -> Result<RolledUp, StoreError> {
+        delegate!(self, s => s.roll_up_clicks(from, limit))
     }
     async fn disable(&self, code: &str, reason: &str) -> Result<bool, StoreError> {
         delegate!(self, s => s.disable(code, reason))

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::pg_lookups::Lookups;
 use super::{
-    ImportOutcome, PoolOptions, Store, StoreError, Totals, check_applied, classify_skipped, skipped,
+    ImportOutcome, PoolOptions, RolledUp, Store, StoreError, Totals, check_applied,
+    classify_skipped, skipped,
 };
 use crate::keys::ApiKeyRecord;
 use crate::link::{Destination, Link, now};
@@ -195,7 +196,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn roll_up_clicks(&self, limit: u32) -> Result<u64, StoreError> {
+    async fn roll_up_clicks(&self, from: &str, limit: u32) -> Result<RolledUp, StoreError> {
         let mut tx = self.pool.begin().await?;
         // One instance at a time: two instances moving rows of the same codes would update
         // the same links in different orders and could deadlock. The others find the turn
@@ -205,26 +206,31 @@ impl Store for PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
         if !mine {
-            return Ok(0);
+            return Ok(RolledUp::default());
         }
         // One statement: the counts deleted are the counts added, summed per code (a code
-        // has a row per flush that counted it).
-        let moved: i64 = sqlx::query_scalar(
+        // has a row per flush that counted it, so the last code's rows may go on past
+        // `limit`: the next chunk starts from that code again).
+        let (moved, last): (i64, Option<String>) = sqlx::query_as(
             "WITH moved AS ( \
                  DELETE FROM click_log WHERE ctid = ANY (ARRAY( \
-                     SELECT ctid FROM click_log ORDER BY code LIMIT $1)) \
+                     SELECT ctid FROM click_log WHERE code >= $2 ORDER BY code LIMIT $1)) \
                  RETURNING code, clicks), \
              added AS ( \
                  UPDATE links SET clicks = links.clicks + m.clicks \
                  FROM (SELECT code, SUM(clicks)::bigint AS clicks FROM moved GROUP BY code) AS m \
                  WHERE links.code = m.code) \
-             SELECT COUNT(*) FROM moved",
+             SELECT COUNT(*), MAX(code) FROM moved",
         )
         .bind(i64::from(limit))
+        .bind(from)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(moved.unsigned_abs())
+        Ok(RolledUp {
+            moved: moved.unsigned_abs(),
+            last,
+        })
     }
 
     async fn disable(&self, code: &str, reason: &str) -> Result<bool, StoreError> {

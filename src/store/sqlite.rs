@@ -53,8 +53,8 @@ use super::db_flush;
 use super::sqlite_lookups::Lookups;
 use super::wal_sync::WalSync;
 use super::{
-    ImportOutcome, OpenMode, PoolOptions, Store, StoreError, Synchronous, Totals, check_applied,
-    classify_skipped, skipped,
+    ImportOutcome, OpenMode, PoolOptions, RolledUp, Store, StoreError, Synchronous, Totals,
+    check_applied, classify_skipped, skipped,
 };
 use crate::keys::ApiKeyRecord;
 use crate::link::{Destination, Link, now};
@@ -334,28 +334,39 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn roll_up_clicks(&self, limit: u32) -> Result<u64, StoreError> {
-        // Both statements pick the same first `limit` codes: nothing else writes between them
+    async fn roll_up_clicks(&self, from: &str, limit: u32) -> Result<RolledUp, StoreError> {
+        // A code has one pending row, so the chunk is the range of codes from `from` to the
+        // last of the first `limit`: both writes take that range, and nothing else writes
         // inside the transaction.
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "UPDATE links SET clicks = links.clicks + p.clicks \
-             FROM (SELECT code, clicks FROM pending_clicks ORDER BY code LIMIT ?1) AS p \
-             WHERE links.code = p.code",
+        let (moved, last): (i64, Option<String>) = sqlx::query_as(
+            "SELECT COUNT(*), MAX(code) FROM \
+             (SELECT code FROM pending_clicks WHERE code >= ?1 ORDER BY code LIMIT ?2)",
         )
+        .bind(from)
         .bind(limit)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let moved = sqlx::query(
-            "DELETE FROM pending_clicks WHERE code IN \
-             (SELECT code FROM pending_clicks ORDER BY code LIMIT ?1)",
-        )
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        if let Some(last) = &last {
+            sqlx::query(
+                "UPDATE links SET clicks = links.clicks + p.clicks FROM pending_clicks AS p \
+                 WHERE p.code BETWEEN ?1 AND ?2 AND links.code = p.code",
+            )
+            .bind(from)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM pending_clicks WHERE code BETWEEN ?1 AND ?2")
+                .bind(from)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(moved)
+        Ok(RolledUp {
+            moved: moved.unsigned_abs(),
+            last,
+        })
     }
 
     async fn disable(&self, code: &str, reason: &str) -> Result<bool, StoreError> {

@@ -3,7 +3,7 @@
 use chrono::Duration;
 use shortener::link::{Destination, Link, now};
 use shortener::store::{
-    self, ImportOutcome, OpenMode, PoolOptions, ROLL_UP_LOCK, Store, StoreError, Totals,
+    self, ImportOutcome, OpenMode, PoolOptions, ROLL_UP_LOCK, RolledUp, Store, StoreError, Totals,
 };
 use sqlx::Connection;
 
@@ -226,14 +226,17 @@ async fn story(store: impl Store) {
     // before, during and after; an unknown code's count is dropped. Pending are Abc123 (3 + 2),
     // a_1 (9) and nope (7): three counts, or four where each call adds a row (Postgres).
     let mut moved = Vec::new();
+    let mut from = String::new();
     loop {
-        let n = store.roll_up_clicks(2).await.unwrap();
+        let chunk = store.roll_up_clicks(&from, 2).await.unwrap();
         assert_eq!(store.get("Abc123").await.unwrap().unwrap().clicks, 5);
         assert_eq!(store.get("a_1").await.unwrap().unwrap().clicks, 9);
-        if n == 0 {
+        let Some(last) = chunk.last else {
+            assert_eq!(chunk.moved, 0);
             break;
-        }
-        moved.push(n);
+        };
+        moved.push(chunk.moved);
+        from = last;
     }
     assert!(
         moved == [2, 1] || moved == [2, 2],
@@ -255,7 +258,7 @@ async fn story(store: impl Store) {
         disabled: 2,
     };
     assert_eq!(store.totals().await.unwrap(), totals);
-    assert_eq!(store.roll_up_clicks(10).await.unwrap(), 1, "a_1");
+    assert_eq!(store.roll_up_clicks("", 10).await.unwrap().moved, 1, "a_1");
     assert_eq!(store.totals().await.unwrap(), totals);
     assert_eq!(store.get("a_1").await.unwrap().unwrap().clicks, 12);
 
@@ -269,7 +272,28 @@ async fn story(store: impl Store) {
         totals.clicks + 2500,
         "every count added once"
     );
-    assert_eq!(store.roll_up_clicks(10_000).await.unwrap(), 2500);
+    assert_eq!(store.roll_up_clicks("", 10_000).await.unwrap().moved, 2500);
+
+    // A pass goes on from where its last chunk ended: counts added behind it meanwhile wait
+    // for the next pass, and reads count them all the while.
+    let counts = [("batch1".into(), 1), ("twice".into(), 2)];
+    store.add_clicks(&counts).await.unwrap();
+    assert_eq!(
+        store.roll_up_clicks("c", 10).await.unwrap(),
+        RolledUp {
+            moved: 1,
+            last: Some("twice".into())
+        }
+    );
+    assert_eq!(store.get("batch1").await.unwrap().unwrap().clicks, 1);
+    assert_eq!(store.get("twice").await.unwrap().unwrap().clicks, 2);
+    assert_eq!(store.roll_up_clicks("twice", 10).await.unwrap().moved, 0);
+    let next_pass = store.roll_up_clicks("", 10).await.unwrap();
+    assert_eq!(
+        (next_pass.moved, next_pass.last.as_deref()),
+        (1, Some("batch1"))
+    );
+    assert_eq!(store.get("batch1").await.unwrap().unwrap().clicks, 1);
     store
         .check_schema()
         .await
@@ -521,10 +545,14 @@ async fn postgres_upgrade_keeps_pending_clicks_and_the_previous_versions_writes(
         .execute(&mut other)
         .await
         .unwrap();
-    assert_eq!(store.roll_up_clicks(10).await.unwrap(), 0, "not its turn");
+    assert_eq!(
+        store.roll_up_clicks("", 10).await.unwrap(),
+        RolledUp::default(),
+        "not its turn"
+    );
     other.close().await.unwrap();
     assert_eq!(
-        store.roll_up_clicks(10).await.unwrap(),
+        store.roll_up_clicks("", 10).await.unwrap().moved,
         2,
         "one row per write"
     );
