@@ -224,10 +224,10 @@ pub async fn roll_up(store: &AnyStore, pace: Pace<'_>) -> Result<u64, StoreError
 /// [`ROLL_UP_AT_STOP`] (an instance restarted more often than once a minute would otherwise
 /// leave pending clicks to pile up).
 ///
-/// Flushes go on while a roll-up runs: with many links pending a pass takes seconds (16 s
-/// for 600,000 codes), and flushes held back that long left counts that much older, to be
-/// lost in a crash, and the list of clicked links growing all the while (40 MiB under the
-/// benchmark's Zipf mix, holding links the cache had let go).
+/// Flushes go on while a roll-up runs: with many links pending a pass takes seconds (12–14 s
+/// for 530,000 codes), and flushes held back that long left counts that much older, to be
+/// lost in a crash, and the list of clicked links growing all the while (about 20 MiB under
+/// the benchmark's Zipf mix, holding links the cache had let go).
 pub async fn run_flusher(
     counter: &ClickCounter,
     store: &AnyStore,
