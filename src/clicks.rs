@@ -305,14 +305,7 @@ mod tests {
             .unwrap();
         store.migrate().await.unwrap();
         let links: Vec<_> = (0..n)
-            .map(|i| crate::link::Link {
-                code: format!("c{i:05}"),
-                url: "https://example.org/".into(),
-                created_at: crate::link::now(),
-                clicks: 0,
-                disabled_at: None,
-                disabled_reason: None,
-            })
+            .map(|i| crate::link::Link::unchecked(&format!("c{i:05}"), "https://example.org/"))
             .collect();
         store.insert_batch(&links).await.unwrap();
         let counts: Vec<_> = links.into_iter().map(|l| (l.code, 1)).collect();

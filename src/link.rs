@@ -357,6 +357,21 @@ pub fn now() -> DateTime<Utc> {
 }
 
 #[cfg(test)]
+impl Link {
+    /// A never-clicked link created now, from a code and URL taken as they are (for tests).
+    pub(crate) fn unchecked(code: &str, url: &str) -> Self {
+        Self {
+            code: code.into(),
+            url: url.into(),
+            created_at: now(),
+            clicks: 0,
+            disabled_at: None,
+            disabled_reason: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -164,23 +164,11 @@ impl Eq for Head {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::now;
-
-    fn link(code: &str, url: &str) -> Link {
-        Link {
-            code: code.into(),
-            url: url.into(),
-            created_at: now(),
-            clicks: 0,
-            disabled_at: None,
-            disabled_reason: None,
-        }
-    }
 
     fn sorted(run_len: usize, codes: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut runs = Runs::new(run_len);
         for (code, url) in codes {
-            runs.push(link(code, url)).unwrap();
+            runs.push(Link::unchecked(code, url)).unwrap();
         }
         assert_eq!(runs.len(), codes.len() as u64);
         runs.into_sorted()

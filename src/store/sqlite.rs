@@ -338,28 +338,28 @@ impl Store for SqliteStore {
     }
 
     async fn roll_up_clicks(&self, from: &str, limit: u32) -> Result<RolledUp, StoreError> {
-        // The update comes first, so the transaction takes the write lock at once: a read
-        // first could find its snapshot stale when it comes to write, after another process's
-        // commit. Then, since a code has one pending row and nothing else writes inside the
-        // transaction, the chunk is the range of codes from `from` to the last it moved.
-        let chunk =
-            "SELECT code, clicks FROM pending_clicks WHERE code >= ?1 ORDER BY code LIMIT ?2";
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(&format!(
-            "UPDATE links SET clicks = links.clicks + p.clicks FROM ({chunk}) AS p \
-             WHERE links.code = p.code"
-        ))
+        // `IMMEDIATE` takes the write lock at the start, so the chunk read first is still the
+        // chunk when it is written (a deferred transaction that reads first may find its
+        // snapshot stale at its first write, after another process's commit). A code has one
+        // pending row, so the chunk is the range of codes from `from` to its last one.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let (moved, last): (i64, Option<String>) = sqlx::query_as(
+            "SELECT COUNT(*), MAX(code) FROM \
+             (SELECT code FROM pending_clicks WHERE code >= ?1 ORDER BY code LIMIT ?2)",
+        )
         .bind(from)
         .bind(limit)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let (moved, last): (i64, Option<String>) =
-            sqlx::query_as(&format!("SELECT COUNT(*), MAX(code) FROM ({chunk})"))
-                .bind(from)
-                .bind(limit)
-                .fetch_one(&mut *tx)
-                .await?;
         if let Some(last) = &last {
+            sqlx::query(
+                "UPDATE links SET clicks = links.clicks + p.clicks FROM pending_clicks AS p \
+                 WHERE p.code BETWEEN ?1 AND ?2 AND links.code = p.code",
+            )
+            .bind(from)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM pending_clicks WHERE code BETWEEN ?1 AND ?2")
                 .bind(from)
                 .bind(last)
