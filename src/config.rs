@@ -283,7 +283,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SHORTENER_BLOCKLIST")]
     pub blocklist: Option<std::path::PathBuf>,
 
-    /// Links kept in the in-process cache (0 disables it).
+    /// Links kept in the in-process cache (0 disables it). A link whose URL is longer than
+    /// 256 bytes counts once more for each further 256, so the cache's memory stays bounded
+    /// whatever the URLs' length.
     #[arg(long, env = "SHORTENER_CACHE_SIZE", default_value_t = 100_000)]
     pub cache_size: u64,
 

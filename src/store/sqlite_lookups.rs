@@ -14,8 +14,8 @@
 //! at most [`MAX_SNAPSHOT_AGE`]. A statement run on its own begins and ends a read
 //! transaction, and in WAL mode each of those takes or gives back a shared lock on the WAL
 //! index, an `fcntl` call: 1.2 µs each here (`perf`), two of them a quarter of what an
-//! uncached lookup cost. Side by side, uncached redirects went 17-20% faster (3 pairs). What
-//! a kept snapshot must not hide or hold back:
+//! uncached lookup cost. Side by side, uncached redirects went 8-26% faster (6 pairs, every
+//! one faster). What a kept snapshot must not hide or hold back:
 //! - links this process changed: the store calls [`Lookups::refresh`] after each such commit,
 //!   before it is acknowledged, and every lookup after that starts a fresh transaction. So a
 //!   link is found as soon as its create is answered, and a disabled one stops redirecting
