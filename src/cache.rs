@@ -17,7 +17,7 @@ use crate::link::Destination;
 
 /// Each further this many bytes of a link's URL count as one more link against the cache's
 /// size.
-pub const BYTES_PER_LINK: usize = 256;
+const BYTES_PER_LINK: usize = 256;
 
 /// Weighs a cached link by the length of its URL, so that the cache's memory is bounded by
 /// its size whatever its links' URLs: one link of up to [`BYTES_PER_LINK`] bytes weighs 1,
@@ -26,7 +26,7 @@ pub const BYTES_PER_LINK: usize = 256;
 /// link, entry and URL together): under uniform traffic over 100,000 links of 2,048-byte
 /// URLs, the service's peak RSS was 242 MiB, against 92–95 MiB weighed.
 #[derive(Debug, Clone, Copy)]
-pub struct ByLength;
+struct ByLength;
 
 impl Weighter<CompactString, (Instant, Target)> for ByLength {
     fn weight(&self, _code: &CompactString, (_, target): &(Instant, Target)) -> u64 {
@@ -129,7 +129,7 @@ struct Caches {
 }
 
 impl LinkCache {
-    /// A cache of at most `size` links (weighed by [`ByLength`]), each trusted for `ttl`, and
+    /// A cache of at most `size` links (weighed by `ByLength`), each trusted for `ttl`, and
     /// of at most `size` missing codes, each remembered for `negative_ttl` (zero: not
     /// remembered).
     pub fn new(size: u64, ttl: Duration, negative_ttl: Duration) -> Self {

@@ -698,15 +698,25 @@ async fn catch_up(tx: &mut SqliteConnection, links: &[&Link]) -> Result<(), Stor
 mod tests {
     use super::*;
 
-    async fn store(dir: &tempfile::TempDir, sync: Synchronous) -> SqliteStore {
+    /// A migrated store on a file in `dir`, opened with `options`.
+    async fn open(dir: &tempfile::TempDir, options: &PoolOptions) -> SqliteStore {
         let url = format!("sqlite://{}", dir.path().join("links.db").display());
+        let store = SqliteStore::connect(&url, options).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    async fn store(dir: &tempfile::TempDir, sync: Synchronous) -> SqliteStore {
         let options = PoolOptions {
             sqlite_synchronous: sync,
             ..PoolOptions::default()
         };
-        let store = SqliteStore::connect(&url, &options).await.unwrap();
-        store.migrate().await.unwrap();
-        store
+        open(dir, &options).await
+    }
+
+    /// The store the service opens: its redirect lookups keep their snapshots.
+    async fn service_store(dir: &tempfile::TempDir) -> SqliteStore {
+        open(dir, &PoolOptions::default().for_service()).await
     }
 
     /// The value of pragma `name` on the writing connection.
@@ -718,24 +728,7 @@ mod tests {
     }
 
     fn link(code: &str) -> Link {
-        Link {
-            code: code.into(),
-            url: "https://example.com/".into(),
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            clicks: 0,
-            disabled_at: None,
-            disabled_reason: None,
-        }
-    }
-
-    /// The store the service opens: its redirect lookups keep their snapshots.
-    async fn service_store(dir: &tempfile::TempDir) -> SqliteStore {
-        let url = format!("sqlite://{}", dir.path().join("links.db").display());
-        let store = SqliteStore::connect(&url, &PoolOptions::default().for_service())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        store
+        Link::unchecked(code, "https://example.com/")
     }
 
     /// Every change to links this process commits is seen by the very next redirect lookup,

@@ -35,7 +35,7 @@
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Mutex, PoisonError, TryLockError};
 use std::time::Duration;
 
 use quanta::Instant;
@@ -138,7 +138,7 @@ impl Lookups {
         for reader in &self.connections {
             // A lookup that locks the connection after this sees the pause (the mutex
             // orders the two), so none keeps a transaction from here on.
-            lock(reader).end();
+            reader.lock().unwrap_or_else(PoisonError::into_inner).end();
         }
         Paused { lookups: self }
     }
@@ -203,10 +203,6 @@ impl Drop for Paused<'_> {
     fn drop(&mut self) {
         self.lookups.pauses.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-fn lock(reader: &Mutex<Reader>) -> MutexGuard<'_, Reader> {
-    reader.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One reading connection: never waits for a lock (`busy_timeout` 0), never writes.
