@@ -302,8 +302,8 @@ pub struct ServeArgs {
 
     /// How often click counts are written to the database. Longer costs redirects less under
     /// traffic to many links, but every link clicked since the last write is held in memory
-    /// until then, counts show later, and a crash loses more of them (a graceful stop writes
-    /// them all).
+    /// until then (a write also runs once they hold 16 MiB), counts show later, and a crash
+    /// loses more of them (a graceful stop writes them all).
     #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
     pub click_flush_interval: Duration,
 
