@@ -60,6 +60,9 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "API docs (broken or private links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+
 step "throwaway Postgres"
 SHORTENER_TEST_POSTGRES_URL=$(scripts/pg-temp.sh start "$work/pg")
 export SHORTENER_TEST_POSTGRES_URL

@@ -261,8 +261,8 @@ pub async fn roll_up(store: &AnyStore, pace: Pace<'_>) -> Result<u64, StoreError
 
 /// Flushes `counter` every `interval` (and whenever its list of clicked links is full) until
 /// `stop` is cancelled, then once more; moves the
-/// pending clicks into their links every [`ROLL_UP_EVERY`], and at the stop for up to
-/// [`ROLL_UP_AT_STOP`] (an instance restarted more often than once a minute would otherwise
+/// pending clicks into their links every `ROLL_UP_EVERY`, and at the stop for up to
+/// `ROLL_UP_AT_STOP` (an instance restarted more often than once a minute would otherwise
 /// leave pending clicks to pile up).
 ///
 /// Flushes go on while a roll-up runs: with many links pending a pass takes seconds (12–14 s

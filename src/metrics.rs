@@ -191,7 +191,7 @@ const ROUTE_LABELS: &[&str] = &[
     "unmatched",
 ];
 
-/// A route template, as an index into [`ROUTE_LABELS`].
+/// A route template, as an index into `ROUTE_LABELS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteLabel(u8);
 

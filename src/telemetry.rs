@@ -10,7 +10,7 @@ use crate::config::LogFormat;
 /// already exists, skipping" at every start).
 const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
 
-/// Installs the global subscriber. Default filter: [`DEFAULT_FILTER`].
+/// Installs the global subscriber. Default filter: `DEFAULT_FILTER`.
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));

@@ -27,7 +27,7 @@ use crate::link;
 /// Nearly every request a shortener answers is `GET /{code}`. Through axum's router each one
 /// pays for the route match, a clone of the boxed route, the handler's boxed future and the
 /// route's parameters, about a tenth of a cached redirect's CPU time (measured side by side).
-/// So a `GET` of one path segment goes to [`redirect::follow`] directly, unless the segment is
+/// So a `GET` of one path segment goes to `redirect::follow` directly, unless the segment is
 /// a reserved word: every fixed one-segment path (`/healthz`, `/robots.txt`, `/api` ...) is one
 /// ([`link::is_reserved`]), so those, and everything else, take the router, which keeps
 /// `/{code}` for the reserved words that are no route. `HEAD` (link checkers, not people) takes

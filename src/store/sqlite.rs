@@ -197,14 +197,14 @@ impl SqliteStore {
     /// A writer starts the WAL over only if every frame was copied when it begins; under a
     /// steady stream of commits a passive checkpoint never quite catches up, and the log
     /// would grow without end (a gigabyte in a minute of creates, each one written to freshly
-    /// allocated blocks). So once the log holds more than [`RESTART_AFTER_FRAMES`], a
+    /// allocated blocks). So once the log holds more than `RESTART_AFTER_FRAMES`, a
     /// `RESTART` checkpoint copies the frames the passive ones left and syncs the file,
     /// holding writers back for that long, and the next commit starts the log from its
     /// beginning.
     ///
     /// What it holds writers back for is made short first, while commits go on: rounds of a
     /// passive pass (copying what came in during the last step) and a flush of the file
-    /// ([`db_flush`]), until a round takes under [`CAUGHT_UP`]. A passive pass that does not
+    /// (`db_flush`), until a round takes under `CAUGHT_UP`. A passive pass that does not
     /// catch up with the end of the log leaves what it copied unsynced, so the restart's sync
     /// used to write a whole second of copied pages: with a million links stored, 80–140 ms
     /// during which no create committed (the 99th percentile of creates was about 100 ms).
