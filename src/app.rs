@@ -55,6 +55,9 @@ pub struct Settings {
     pub cache_negative_ttl: Duration,
     /// How often click counts are written.
     pub click_flush_interval: Duration,
+    /// What the links clicked since the last write may hold before the next one runs early
+    /// (0: no limit).
+    pub click_flush_bytes: usize,
     /// After SIGTERM: how long readiness reports 503 before the listener closes.
     pub drain_delay: Duration,
     /// After the drain: how long in-flight requests get.
@@ -78,6 +81,7 @@ impl Settings {
             cache_ttl: Duration::from_secs(30),
             cache_negative_ttl: Duration::from_secs(5),
             click_flush_interval: Duration::from_secs(1),
+            click_flush_bytes: crate::clicks::DEFAULT_FLUSH_BYTES,
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
         }
@@ -107,6 +111,7 @@ impl Settings {
             cache_ttl: args.cache_ttl,
             cache_negative_ttl: args.cache_negative_ttl,
             click_flush_interval: args.click_flush_interval,
+            click_flush_bytes: args.click_flush_bytes,
             drain_delay: args.drain_delay,
             shutdown_timeout: args.shutdown_timeout,
             ..Self::new(public_url)
@@ -195,7 +200,7 @@ impl AppState {
                 settings.cache_ttl,
                 settings.cache_negative_ttl,
             ),
-            clicks: ClickCounter::default(),
+            clicks: ClickCounter::new(settings.click_flush_bytes),
             limits: RateLimits::new(&settings.limits),
             blocklist,
             policy: settings.url_policy(),

@@ -99,28 +99,36 @@ impl Pace<'_> {
     }
 }
 
-/// About what the list of clicked links may hold before the flusher is woken ahead of its
-/// interval. Each listed link is kept, URL and all, until the flush takes its count, also
+/// About what the list of clicked links may hold, by default, before the flusher is woken
+/// ahead of its interval (`--click-flush-bytes`). Each listed link is kept, URL and all, until the flush takes its count, also
 /// when the cache has let it go: under uniform traffic over links of 2,048-byte URLs, about
 /// 23,000 a second, that was some 50 MiB, growing with the rate of distinct links clicked.
 /// The benchmark's Zipf mix (45,000 links a second of 60-byte URLs) lists about 8 MiB a
 /// second, so a flush a second stays the rule.
-const HELD_LIMIT: usize = 16 << 20;
+pub const DEFAULT_FLUSH_BYTES: usize = 16 << 20;
 
 /// What a listed link holds besides its URL: its place on the list (32 bytes), the link
 /// itself (64), the parts of its header value and the allocator's rounding.
 const HELD_PER_LINK: usize = 128;
 
 /// Clicks counted since the last flush.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClickCounter {
     /// The links clicked since the last flush: put here by their first click, which is the
     /// only one that takes this lock.
     clicked: Mutex<Clicked>,
     /// Counts a failed write left, for the next flush.
     unwritten: Mutex<Vec<(String, u64)>>,
-    /// Told when the list has come to hold [`HELD_LIMIT`], so the flusher takes it early.
+    /// What the list may hold before the flusher takes it early; `usize::MAX` for no limit.
+    held_limit: usize,
+    /// Told when the list has come to hold `held_limit`, so the flusher takes it early.
     full: Notify,
+}
+
+impl Default for ClickCounter {
+    fn default() -> Self {
+        Self::new(DEFAULT_FLUSH_BYTES)
+    }
 }
 
 /// The links clicked since the last flush, each once, and about how much memory they hold.
@@ -139,6 +147,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ClickCounter {
+    /// A counter whose flusher also runs once the links clicked since the last flush hold
+    /// `flush_bytes` (0: only at its interval).
+    pub fn new(flush_bytes: usize) -> Self {
+        Self {
+            clicked: Mutex::default(),
+            unwritten: Mutex::default(),
+            held_limit: if flush_bytes == 0 {
+                usize::MAX
+            } else {
+                flush_bytes
+            },
+            full: Notify::new(),
+        }
+    }
+
     /// Counts one click on `link`, the link of `code`.
     pub fn record(&self, code: &str, link: &Arc<Redirect>) {
         // Only the flusher sets the count back to zero, after taking the list: the click that
@@ -147,8 +170,8 @@ impl ClickCounter {
             let mut clicked = lock(&self.clicked);
             clicked.links.push((code.into(), Arc::clone(link)));
             let before = clicked.held;
-            clicked.held += HELD_PER_LINK + link.location().len();
-            if before < HELD_LIMIT && clicked.held >= HELD_LIMIT {
+            clicked.held = before.saturating_add(HELD_PER_LINK + link.location().len());
+            if before < self.held_limit && clicked.held >= self.held_limit {
                 drop(clicked);
                 // Kept as a permit if the flusher is busy: it flushes again when done.
                 self.full.notify_one();
@@ -156,8 +179,7 @@ impl ClickCounter {
         }
     }
 
-    /// Waits until the list of clicked links holds [`HELD_LIMIT`], or has since the last
-    /// wait.
+    /// Waits until the list of clicked links holds its limit, or has since the last wait.
     async fn full(&self) {
         self.full.notified().await;
     }
@@ -454,7 +476,7 @@ mod tests {
     /// list of clicked links, the last one to its limit.
     fn links_filling_the_list() -> Vec<Arc<Redirect>> {
         let url = format!("https://example.org/{}", "x".repeat(2_028));
-        let n = HELD_LIMIT.div_ceil(HELD_PER_LINK + url.len());
+        let n = DEFAULT_FLUSH_BYTES.div_ceil(HELD_PER_LINK + url.len());
         let location = axum::http::HeaderValue::try_from(url).unwrap();
         (0..n)
             .map(|_| Arc::new(Redirect::new(location.clone())))
@@ -486,6 +508,15 @@ mod tests {
             // A take empties the list, and the next one fills from nothing.
             assert_eq!(counter.take().await.len(), links.len() + 1);
         }
+    }
+
+    #[test]
+    fn a_counter_without_a_limit_is_never_told_full() {
+        let counter = ClickCounter::new(0);
+        for (i, link) in links_filling_the_list().iter().enumerate() {
+            counter.record(&format!("c{i:05}"), link);
+        }
+        assert!(!told_full(&counter));
     }
 
     #[tokio::test]

@@ -302,10 +302,16 @@ pub struct ServeArgs {
 
     /// How often click counts are written to the database. Longer costs redirects less under
     /// traffic to many links, but every link clicked since the last write is held in memory
-    /// until then (a write also runs once they hold 16 MiB), counts show later, and a crash
+    /// until then (or until they hold `--click-flush-bytes`), counts show later, and a crash
     /// loses more of them (a graceful stop writes them all).
     #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
     pub click_flush_interval: Duration,
+
+    /// Memory, in bytes, that the links clicked since the last write of click counts may hold
+    /// before the next write runs, ahead of its interval (each link counts its URL and 128
+    /// bytes); 0 waits for the interval whatever they hold.
+    #[arg(long, env = "SHORTENER_CLICK_FLUSH_BYTES", default_value_t = crate::clicks::DEFAULT_FLUSH_BYTES)]
+    pub click_flush_bytes: usize,
 
     /// Longest time a request may take before it is answered 503.
     #[arg(long, env = "SHORTENER_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
