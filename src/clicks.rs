@@ -2,9 +2,9 @@
 //!
 //! A redirect only bumps the counter of its link, an atomic in the [`Redirect`] the cache hit
 //! returned; a link's first click since the last flush also puts it on a list. A background
-//! task takes that list about once a second, or sooner once the links on it hold 16 MiB, and
-//! writes the counts; if the write fails they are kept and retried, and a last flush runs at
-//! shutdown, so a graceful stop loses nothing.
+//! task takes that list about once a second, or sooner once the links on it hold 16 MiB
+//! (`--click-flush-bytes`), and writes the counts; if the write fails they are kept and
+//! retried, and a last flush runs at shutdown, so a graceful stop loses nothing.
 //!
 //! The store keeps flushed counts in a small table of pending clicks (cheap to write: it holds
 //! only recently clicked codes; on Postgres a log, a row per code and flush), and the same
@@ -100,9 +100,10 @@ impl Pace<'_> {
 }
 
 /// About what the list of clicked links may hold, by default, before the flusher is woken
-/// ahead of its interval (`--click-flush-bytes`). Each listed link is kept, URL and all, until the flush takes its count, also
-/// when the cache has let it go: under uniform traffic over links of 2,048-byte URLs, about
-/// 23,000 a second, that was some 50 MiB, growing with the rate of distinct links clicked.
+/// ahead of its interval (`--click-flush-bytes`). Each listed link is kept, URL and all, until
+/// the flush takes its count, also when the cache has let it go: under uniform traffic over
+/// links of 2,048-byte URLs, about 23,000 a second, that was some 50 MiB, growing with the
+/// rate of distinct links clicked.
 /// The benchmark's Zipf mix (45,000 links a second of 60-byte URLs) lists about 8 MiB a
 /// second, so a flush a second stays the rule.
 pub const DEFAULT_FLUSH_BYTES: usize = 16 << 20;
