@@ -122,7 +122,8 @@ pub struct ClickCounter {
     unwritten: Mutex<Vec<(String, u64)>>,
     /// What the list may hold before the flusher takes it early; `usize::MAX` for no limit.
     held_limit: usize,
-    /// Told when the list has come to hold `held_limit`, so the flusher takes it early.
+    /// Told (once a list) when the list has come to hold `held_limit`, so the flusher takes it
+    /// early; a notice given while the flusher is busy waits for its next wait.
     full: Notify,
 }
 
@@ -180,11 +181,6 @@ impl ClickCounter {
         }
     }
 
-    /// Waits until the list of clicked links holds its limit, or has since the last wait.
-    async fn full(&self) {
-        self.full.notified().await;
-    }
-
     /// Takes every pending count, one per code, sorted by code, leaving none.
     ///
     /// The list holds a reference to every link clicked since the last flush (about 45,000 a
@@ -200,8 +196,14 @@ impl ClickCounter {
             // Room for as many links as last time, so the list does not grow step by step,
             // on the redirect path, during the next interval.
             let room = Vec::with_capacity(clicked.links.len());
-            clicked.held = 0;
-            std::mem::replace(&mut clicked.links, room)
+            std::mem::replace(
+                &mut *clicked,
+                Clicked {
+                    links: room,
+                    held: 0,
+                },
+            )
+            .links
         };
         let mut batch = std::mem::take(&mut *lock(&self.unwritten));
         batch.reserve(clicked.len());
@@ -283,10 +285,9 @@ pub async fn roll_up(store: &AnyStore, pace: Pace<'_>) -> Result<u64, StoreError
 }
 
 /// Flushes `counter` every `interval` (and whenever its list of clicked links is full) until
-/// `stop` is cancelled, then once more; moves the
-/// pending clicks into their links every `ROLL_UP_EVERY`, and at the stop for up to
-/// `ROLL_UP_AT_STOP` (an instance restarted more often than once a minute would otherwise
-/// leave pending clicks to pile up).
+/// `stop` is cancelled, then once more; moves the pending clicks into their links every
+/// `ROLL_UP_EVERY`, and at the stop for up to `ROLL_UP_AT_STOP` (an instance restarted more
+/// often than once a minute would otherwise leave pending clicks to pile up).
 ///
 /// Flushes go on while a roll-up runs: with many links pending a pass takes seconds (12–14 s
 /// for 530,000 codes), and flushes held back that long left counts that much older, to be
@@ -328,7 +329,7 @@ async fn flush_every(
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            () = counter.full() => {}
+            () = counter.full.notified() => {}
             () = stop.cancelled() => break,
         }
         if let Err(e) = counter.flush(store, Pace::Spread(stop)).await {
@@ -486,7 +487,7 @@ mod tests {
 
     /// Whether the counter has told its flusher that the list is full, since last asked.
     fn told_full(counter: &ClickCounter) -> bool {
-        let full = std::pin::pin!(counter.full());
+        let full = std::pin::pin!(counter.full.notified());
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         full.poll(&mut context).is_ready()
     }
