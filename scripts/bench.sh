@@ -571,8 +571,8 @@ fi
 # click flush put off for the run: the cost of counting (an atomic add per redirect) and of
 # writing the counts every second. Put off (also the early flush of a long list, which would
 # otherwise run every 2 s or so over the Zipf mix), the flush leaves every clicked link listed,
-# and in memory, so that server's peak RSS grows with the links clicked (315 against 105 MiB
-# over 70 s of the 1M Zipf mix).
+# and in memory, so that server's peak RSS grows with the links clicked (about 300 against
+# 64 MiB over 70 s of the 1M Zipf mix).
 pair_flush_off() {
   b_label="service (click flush off)" b_probe=$a_probe b_wrk=("${a_wrk[@]}")
   b_cmd=("${a_cmd[@]}" --click-flush-interval 1h --click-flush-bytes 0)
